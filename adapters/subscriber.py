@@ -1,0 +1,272 @@
+"""Receiving granted records from the gateway.
+
+Example::
+
+    async def store(batch: ReceivedBatch) -> None:
+        upsert_rows(batch.records)          # commit in your own system first
+
+    subscriber = Subscriber("gateway:7443", token, "SAMR-LICENCE", ca_cert=Path("ca.pem"))
+    await subscriber.run(store)             # acks each batch after store() returns
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from fastavro import schemaless_reader
+
+from adapters.connection import auth_metadata, open_channel
+from adapters.errors import RETRYABLE, GatewayRefusal, VerificationError
+from catalog import schemas
+from catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from exchange import signing
+from exchange.envelope import batch_digest, digest_of_delivery
+from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+
+@dataclass(frozen=True)
+class ReceivedBatch:
+    """A verified, decoded delivery.
+
+    Attributes:
+        offset: Position in the gateway's log (what is acknowledged).
+        batch_id: The publisher's batch id.
+        resource: Resource code.
+        publisher_system: Code of the publishing system.
+        records: Decoded records (dicts), only the fields the grant allows.
+        schema: The delivered schema.
+        provider_verified: The publisher's own signature was checked too (possible
+            when the grant delivers the records unchanged).
+        delivery_attempt: 1 the first time, more when delivered again.
+        raw: The delivered message as received.
+    """
+
+    offset: int
+    batch_id: str
+    resource: str
+    publisher_system: str
+    records: list[Any]
+    schema: schemas.ParsedSchema
+    provider_verified: bool
+    delivery_attempt: int
+    raw: exchange_pb2.DeliveredBatch
+
+
+Handler = Callable[[ReceivedBatch], Awaitable[None] | None]
+
+
+class Subscriber:
+    """Holds a subscription open, verifies and decodes each batch, acks after the handler.
+
+    The handler must commit the records in the department's own system before it
+    returns: the batch is acknowledged then, and only then does the gateway move the
+    subscription's cursor. A batch whose handler raises is not acknowledged and will be
+    delivered again; make the handler idempotent (upsert by key).
+
+    Args:
+        target: Gateway host:port.
+        token: Bearer token of the receiving system.
+        resource: Resource code to receive.
+        subscription: Name of the durable cursor.
+        max_in_flight: Batches the gateway may send before acknowledgements.
+        gateway_public_key: Pin the gateway's countersigning key (raw 32 bytes); when
+            None it is fetched from the gateway on connect.
+        verify_provider: Also verify the publisher's signature when records arrive
+            unchanged (fetches publisher keys from the catalog).
+        ca_cert: PEM certificate to trust for the gateway.
+        insecure: Plaintext connection (local development only).
+        retry_seconds: How long to keep reconnecting before giving up.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        resource: str,
+        *,
+        subscription: str = "default",
+        max_in_flight: int = 16,
+        gateway_public_key: bytes | None = None,
+        verify_provider: bool = True,
+        ca_cert: Path | None = None,
+        insecure: bool = False,
+        retry_seconds: float = 60.0,
+    ) -> None:
+        self._channel = open_channel(target, ca_cert=ca_cert, insecure=insecure, quiet=True)
+        self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
+        self._catalog = catalog_pb2_grpc.CatalogServiceStub(self._channel)
+        self._metadata = auth_metadata(token)
+        self.resource = resource
+        self.subscription = subscription
+        self.max_in_flight = max_in_flight
+        self._gateway_key = gateway_public_key
+        self._verify_provider = verify_provider
+        self._retry_seconds = retry_seconds
+        self._schemas: dict[bytes, schemas.ParsedSchema] = {}
+        self._provider_keys: dict[tuple[str, str], bytes | None] = {}
+        self._stopping = False
+        self._call: Any = None
+        self.signatures_verified = 0
+
+    def stop(self) -> None:
+        """Ends :meth:`run` after the batch being handled (if any) is acknowledged."""
+        self._stopping = True
+        if self._call is not None:
+            self._call.cancel()
+
+    async def close(self) -> None:
+        """Closes the connection."""
+        await self._channel.close()
+
+    async def run(self, handler: Handler) -> None:
+        """Receives until :meth:`stop`; reconnects and resumes from the cursor on failures.
+
+        Raises:
+            GatewayRefusal: The gateway refused the subscription (e.g. NO_GRANT).
+            VerificationError: A delivery failed verification (it was not acknowledged).
+        """
+        delay = 0.1
+        deadline = time.monotonic() + self._retry_seconds
+        while not self._stopping:
+            try:
+                if self._gateway_key is None:
+                    response = await self._stub.GetGatewayKey(
+                        exchange_pb2.GetGatewayKeyRequest(), metadata=self._metadata
+                    )
+                    self._gateway_key = response.public_key
+                await self._stream(handler)
+                return
+            except grpc.aio.AioRpcError as error:
+                if self._stopping:
+                    return
+                if error.code() not in RETRYABLE:
+                    raise GatewayRefusal(error) from error
+                if time.monotonic() > deadline:
+                    raise GatewayRefusal(error) from error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                delay, deadline = 0.1, time.monotonic() + self._retry_seconds
+
+    async def _stream(self, handler: Handler) -> None:
+        acks: asyncio.Queue[exchange_pb2.SubscribeRequest | None] = asyncio.Queue()
+        await acks.put(
+            exchange_pb2.SubscribeRequest(
+                open=exchange_pb2.SubscriptionOpen(
+                    resource=self.resource,
+                    subscription=self.subscription,
+                    max_in_flight=self.max_in_flight,
+                )
+            )
+        )
+
+        async def requests() -> Any:
+            while True:
+                item = await acks.get()
+                if item is None:
+                    return
+                yield item
+
+        self._call = call = self._stub.Subscribe(requests(), metadata=self._metadata)
+        try:
+            async for response in call:
+                received = await self._verify(response.batch)
+                outcome = handler(received)
+                if inspect.isawaitable(outcome):
+                    await outcome
+                await acks.put(
+                    exchange_pb2.SubscribeRequest(
+                        ack=exchange_pb2.DeliveryAck(offset=received.offset)
+                    )
+                )
+                if self._stopping:
+                    break
+        finally:
+            await acks.put(None)
+            if self._stopping:
+                await asyncio.sleep(0)  # let the last ack go out before cancelling
+                call.cancel()
+            self._call = None
+
+    async def _verify(self, delivered: exchange_pb2.DeliveredBatch) -> ReceivedBatch:
+        assert self._gateway_key is not None
+        if delivered.gateway_key_id != signing.key_id_of(self._gateway_key):
+            raise VerificationError(
+                f"batch {delivered.batch_id} is countersigned by unknown key "
+                f"{delivered.gateway_key_id}"
+            )
+        if not signing.verify(
+            self._gateway_key, digest_of_delivery(delivered), delivered.gateway_signature
+        ):
+            raise VerificationError(f"gateway signature of batch {delivered.batch_id} is invalid")
+        self.signatures_verified += 1
+        schema = self._schema(delivered)
+        records = []
+        for raw in delivered.records:
+            buffer = io.BytesIO(raw)
+            records.append(schemaless_reader(buffer, schema.parsed, None))
+        provider_ok = False
+        if self._verify_provider:
+            provider_ok = await self._verify_provider_signature(delivered)
+        return ReceivedBatch(
+            offset=delivered.offset,
+            batch_id=delivered.batch_id,
+            resource=delivered.resource,
+            publisher_system=delivered.publisher_system,
+            records=records,
+            schema=schema,
+            provider_verified=provider_ok,
+            delivery_attempt=delivered.delivery_attempt,
+            raw=delivered,
+        )
+
+    def _schema(self, delivered: exchange_pb2.DeliveredBatch) -> schemas.ParsedSchema:
+        fingerprint = delivered.schema_fingerprint
+        if delivered.schema:
+            parsed = schemas.parse(delivered.schema)
+            if parsed.fingerprint != fingerprint:
+                raise VerificationError(
+                    f"schema sent with batch {delivered.batch_id} does not match its fingerprint"
+                )
+            self._schemas[fingerprint] = parsed
+        if fingerprint not in self._schemas:
+            raise VerificationError(f"no schema for fingerprint {fingerprint.hex()}")
+        return self._schemas[fingerprint]
+
+    async def _verify_provider_signature(self, delivered: exchange_pb2.DeliveredBatch) -> bool:
+        digest = batch_digest(
+            resource=delivered.resource,
+            schema_fingerprint=delivered.schema_fingerprint,
+            batch_id=delivered.batch_id,
+            sequence=delivered.sequence,
+            create_seconds=delivered.create_time.seconds,
+            create_nanos=delivered.create_time.nanos,
+            records=delivered.records,
+        )
+        if digest != delivered.provider_digest:
+            return False  # the grant reshaped the records; the gateway's signature covers it
+        key = await self._provider_key(delivered.publisher_system, delivered.provider_key_id)
+        if key is None or not signing.verify(key, digest, delivered.provider_signature):
+            raise VerificationError(
+                f"publisher signature of batch {delivered.batch_id} does not verify"
+            )
+        self.signatures_verified += 1
+        return True
+
+    async def _provider_key(self, system: str, key_id: str) -> bytes | None:
+        cache_key = (system, key_id)
+        if cache_key not in self._provider_keys:
+            response = await self._catalog.GetSystem(
+                catalog_pb2.GetSystemRequest(code=system), metadata=self._metadata
+            )
+            keys = {k.key_id: k.public_key for k in response.system.signing_keys}
+            self._provider_keys[cache_key] = keys.get(key_id)
+        return self._provider_keys[cache_key]

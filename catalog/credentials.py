@@ -1,0 +1,125 @@
+"""Principals and their credentials.
+
+An :class:`Identity` is what the gateway knows about a caller once authenticated. It
+comes from a bearer token today; a verified client certificate can resolve to the same
+Identity later without anything downstream changing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.errors import InvalidArgument, NotFound, Reason, Unauthenticated
+from catalog.models import Credential, Department, Principal, Role, System, utcnow
+
+TOKEN_PREFIX = "lj"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller.
+
+    Attributes:
+        name: Principal name, unique in the catalog.
+        role: What the principal is.
+        department: Code of its department (systems and data officers), else None.
+        system: Code of the system it is (systems only), else None.
+    """
+
+    name: str
+    role: Role
+    department: str | None = None
+    system: str | None = None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    department: str | None = None,
+    system: str | None = None,
+) -> str:
+    """Creates the principal if new and issues it a bearer token.
+
+    A system's principal is named after the system; officers belong to a department.
+    The token is returned once; only its hash is stored.
+
+    Raises:
+        InvalidArgument: The role's required department or system is missing.
+        NotFound: The department or system does not exist.
+    """
+    department_row: Department | None = None
+    system_row: System | None = None
+    if role is Role.SYSTEM:
+        if not system:
+            raise InvalidArgument(Reason.INVALID_FIELD, "a system principal needs --system")
+        system_row = session.scalar(select(System).where(System.code == system))
+        if system_row is None:
+            raise NotFound(Reason.UNKNOWN_SYSTEM, f"no system with code {system!r}")
+        department_row = system_row.department
+        name = system_row.code
+    elif role is Role.DATA_OFFICER:
+        if not department:
+            raise InvalidArgument(
+                Reason.INVALID_FIELD, "a data officer belongs to a department: pass --department"
+            )
+    if department and department_row is None:
+        department_row = session.scalar(select(Department).where(Department.code == department))
+        if department_row is None:
+            raise NotFound(Reason.UNKNOWN_DEPARTMENT, f"no department with code {department!r}")
+    principal = session.scalar(select(Principal).where(Principal.name == name))
+    if principal is None:
+        principal = Principal(
+            name=name,
+            role=role,
+            department_id=department_row.id if department_row else None,
+            system_id=system_row.id if system_row else None,
+        )
+        session.add(principal)
+        session.flush()
+    elif principal.role is not role:
+        raise InvalidArgument(
+            Reason.INVALID_FIELD,
+            f"principal {name!r} exists with role {principal.role.value}, not {role.value}",
+        )
+    lookup = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    session.add(Credential(principal_id=principal.id, lookup=lookup, secret_hash=_hash(secret)))
+    session.commit()
+    return f"{TOKEN_PREFIX}_{lookup}_{secret}"
+
+
+def authenticate_token(session: Session, token: str) -> Identity:
+    """Resolves a bearer token to an identity.
+
+    Raises:
+        Unauthenticated: The token is malformed, unknown or revoked. The message never
+            echoes the token.
+    """
+    prefix, _, rest = token.partition("_")
+    lookup, _, secret = rest.partition("_")
+    if prefix != TOKEN_PREFIX or not lookup or not secret:
+        raise Unauthenticated(Reason.UNAUTHENTICATED, "the bearer token is malformed")
+    credential = session.scalar(select(Credential).where(Credential.lookup == lookup))
+    if credential is None or not hmac.compare_digest(credential.secret_hash, _hash(secret)):
+        raise Unauthenticated(Reason.UNAUTHENTICATED, "the bearer token is not valid")
+    if credential.revoked_at is not None and credential.revoked_at <= utcnow():
+        raise Unauthenticated(Reason.UNAUTHENTICATED, "the bearer token was revoked")
+    principal = credential.principal
+    return Identity(
+        name=principal.name,
+        role=principal.role,
+        department=principal.department.code if principal.department else None,
+        system=principal.system.code if principal.system else None,
+    )

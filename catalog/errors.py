@@ -1,0 +1,107 @@
+"""Domain errors: each carries a gRPC status code and a machine-readable reason.
+
+The gateway turns them into a gRPC status with a ``google.rpc.ErrorInfo`` detail in one
+place (``exchange.rpc``); the reasons below are the stable, documented vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+ERROR_DOMAIN = "lijiao.gov"
+
+
+class LijiaoError(Exception):
+    """A refusal with a status code, a reason and a message that says what to fix."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        code: grpc.StatusCode | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        if code is not None:
+            self.code = code
+
+
+class InvalidArgument(LijiaoError):
+    """The request itself is malformed."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(LijiaoError):
+    """A named thing does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(LijiaoError):
+    """A thing with that identity exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(LijiaoError):
+    """The request is well-formed but the catalog's state does not allow it."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(LijiaoError):
+    """The caller is known but not allowed to do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(LijiaoError):
+    """The caller presented no valid credential."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(LijiaoError):
+    """A size or rate limit was exceeded."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Reason:
+    """Stable ErrorInfo reasons (documented in docs/errors.md)."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    ROLE_NOT_ALLOWED = "ROLE_NOT_ALLOWED"
+    INVALID_FIELD = "INVALID_FIELD"
+    UNKNOWN_DEPARTMENT = "UNKNOWN_DEPARTMENT"
+    UNKNOWN_SYSTEM = "UNKNOWN_SYSTEM"
+    UNKNOWN_RESOURCE = "UNKNOWN_RESOURCE"
+    UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
+    UNKNOWN_GRANT = "UNKNOWN_GRANT"
+    UNKNOWN_SIGNING_KEY = "UNKNOWN_SIGNING_KEY"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    INVALID_SCHEMA = "INVALID_SCHEMA"
+    SCHEMA_INCOMPATIBLE = "SCHEMA_INCOMPATIBLE"
+    SYSTEM_SUSPENDED = "SYSTEM_SUSPENDED"
+    NOT_OWNER = "NOT_OWNER"
+    NO_GRANT = "NO_GRANT"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    RECORD_DECODE_FAILED = "RECORD_DECODE_FAILED"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    RECORD_TOO_LARGE = "RECORD_TOO_LARGE"
+    BATCH_ID_REUSED = "BATCH_ID_REUSED"
+    INVALID_BATCH = "INVALID_BATCH"
+    INVALID_ACK = "INVALID_ACK"
+    NOT_SHARED = "NOT_SHARED"
+    CORE_DATA = "CORE_DATA"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    GRANT_ENDED = "GRANT_ENDED"

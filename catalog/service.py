@@ -1,0 +1,514 @@
+"""The resource catalog's rules: who may register what, and what is valid.
+
+:class:`Catalog` serves the gateway's ``CatalogService`` and the publish and subscribe
+paths. Methods that change the catalog take the acting
+:class:`~catalog.credentials.Identity` and raise :mod:`catalog.errors` refusals.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog import compatibility, schemas, validation
+from catalog.credentials import Identity
+from catalog.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+)
+from catalog.keys import key_id_of
+from catalog.models import (
+    AdministrativeLevel,
+    Classification,
+    Department,
+    Grant,
+    GrantOrigin,
+    Resource,
+    Role,
+    SchemaVersion,
+    Sensitivity,
+    SharingType,
+    SigningKey,
+    System,
+    utcnow,
+)
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+Row = TypeVar("Row", Department, System, Resource, SchemaVersion, Grant)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Description and sensitivity tag of one top-level field."""
+
+    name: str
+    description: str = ""
+    sensitivity: Sensitivity = Sensitivity.NONE
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """What a data officer registers about a resource."""
+
+    code: str
+    name: str
+    owner_department: str
+    sharing_type: SharingType
+    classification: Classification
+    summary: str = ""
+    format: str = "database"
+    sharing_conditions: str = ""
+    update_cycle: str = ""
+    key_fields: Sequence[str] = ()
+    region_field: str = ""
+    fields: Sequence[FieldSpec] = ()
+    compatibility: compatibility.CompatibilityMode = compatibility.CompatibilityMode.BACKWARD
+
+
+def _require(actor: Identity, *roles: Role) -> None:
+    if actor.role not in roles:
+        allowed = ", ".join(r.value.lower().replace("_", " ") for r in roles)
+        raise PermissionDenied(
+            Reason.ROLE_NOT_ALLOWED,
+            f"{actor.name} ({actor.role.value.lower()}) may not do this; allowed: {allowed}",
+        )
+
+
+def _page_size(size: int) -> int:
+    if size < 0 or size > MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            Reason.INVALID_FIELD, f"page_size must be 0..{MAX_PAGE_SIZE}", {"field": "page_size"}
+        )
+    return size or DEFAULT_PAGE_SIZE
+
+
+def _decode_token(token: str) -> Any:
+    if not token:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(
+            Reason.INVALID_PAGE_TOKEN,
+            "page_token is not one this gateway issued; start again without it",
+        ) from exc
+
+
+def _encode_token(after: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+
+
+class Catalog:
+    """The resource catalog over a SQLAlchemy session factory."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    # --- paging ---------------------------------------------------------------------
+
+    def _page(
+        self, query: Select[tuple[Row]], key: Any, page_size: int, page_token: str
+    ) -> Page[Row]:
+        size = _page_size(page_size)
+        after = _decode_token(page_token)
+        if after is not None:
+            query = query.where(key > after)
+        with self.sessions() as session:
+            rows = list(session.scalars(query.order_by(key).limit(size + 1)).unique())
+        more = len(rows) > size
+        rows = rows[:size]
+        token = _encode_token(getattr(rows[-1], key.key)) if more else ""
+        return Page(rows, token)
+
+    # --- departments ----------------------------------------------------------------
+
+    def create_department(
+        self, actor: Identity, *, code: str, name: str, level: AdministrativeLevel, region_code: str
+    ) -> Department:
+        """Registers a department (administrators)."""
+        _require(actor, Role.ADMINISTRATOR)
+        row = Department(
+            code=validation.code("code", code),
+            name=validation.text("name", name),
+            level=level,
+            region_code=validation.region_code("region_code", region_code),
+        )
+        return self._insert(row, f"department {code!r}")
+
+    def department(self, session: Session, code: str) -> Department:
+        """Returns a department or raises NotFound."""
+        row = session.scalar(select(Department).where(Department.code == code))
+        if row is None:
+            raise NotFound(Reason.UNKNOWN_DEPARTMENT, f"no department with code {code!r}")
+        return row
+
+    def get_department(self, code: str) -> Department:
+        """Returns a department by code."""
+        with self.sessions() as session:
+            return self.department(session, code)
+
+    def list_departments(self, page_size: int = 0, page_token: str = "") -> Page[Department]:
+        """Pages through departments by code."""
+        return self._page(select(Department), Department.code, page_size, page_token)
+
+    # --- systems --------------------------------------------------------------------
+
+    def create_system(
+        self, actor: Identity, *, code: str, name: str, department: str, public_key: bytes | None
+    ) -> System:
+        """Registers a system of a department with its first signing key (administrators)."""
+        _require(actor, Role.ADMINISTRATOR)
+        validation.code("code", code)
+        name = validation.text("name", name)
+        if public_key is not None and len(public_key) != 32:
+            raise InvalidArgument(
+                Reason.INVALID_FIELD,
+                f"an Ed25519 public key has 32 bytes, got {len(public_key)}",
+                {"field": "signing_keys"},
+            )
+        with self.sessions() as session:
+            owner = self.department(session, department)
+            row = System(code=code, name=name, department_id=owner.id)
+            session.add(row)
+            if public_key is not None:
+                row.signing_keys.append(
+                    SigningKey(key_id=key_id_of(public_key), public_key=public_key)
+                )
+            self._commit(session, f"system {code!r} (or its signing key)")
+            return self.system(session, code)
+
+    def system(self, session: Session, code: str) -> System:
+        """Returns a system or raises NotFound."""
+        row = session.scalar(select(System).where(System.code == code))
+        if row is None:
+            raise NotFound(Reason.UNKNOWN_SYSTEM, f"no system with code {code!r}")
+        return row
+
+    def get_system(self, code: str) -> System:
+        """Returns a system by code."""
+        with self.sessions() as session:
+            return self.system(session, code)
+
+    def list_systems(
+        self, department: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[System]:
+        """Pages through systems by code, optionally of one department."""
+        query = select(System)
+        if department:
+            query = query.join(System.department).where(Department.code == department)
+        return self._page(query, System.code, page_size, page_token)
+
+    # --- resources and schemas ------------------------------------------------------
+
+    def create_resource(
+        self, actor: Identity, spec: ResourceSpec, schema_text: str
+    ) -> tuple[Resource, SchemaVersion]:
+        """Registers a resource and its first schema version.
+
+        Administrators may register for any department; data officers for their own.
+        """
+        _require(actor, Role.ADMINISTRATOR, Role.DATA_OFFICER)
+        self._require_owner_officer(actor, spec.owner_department)
+        validation.code("code", spec.code)
+        parsed = schemas.parse(schema_text)
+        fields = set(parsed.top_level_fields())
+        if not fields:
+            raise InvalidArgument(
+                Reason.INVALID_SCHEMA, "a resource's schema must be an Avro record"
+            )
+        named = [*spec.key_fields, *([spec.region_field] if spec.region_field else [])]
+        named += [f.name for f in spec.fields]
+        for name in named:
+            if name not in fields:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    f"field {name!r} is not a top-level field of the schema "
+                    f"(fields: {', '.join(sorted(fields))})",
+                    {"field": name},
+                )
+        if spec.sharing_type is SharingType.NOT_SHARED and not spec.sharing_conditions.strip():
+            raise InvalidArgument(
+                Reason.INVALID_FIELD,
+                "a NOT_SHARED resource must cite its legal basis in sharing_conditions",
+                {"field": "sharing_conditions"},
+            )
+        with self.sessions() as session:
+            owner = self.department(session, spec.owner_department)
+            resource = Resource(
+                code=spec.code,
+                name=validation.text("name", spec.name),
+                owner_department_id=owner.id,
+                summary=validation.text("summary", spec.summary, required=False, limit=4000),
+                format=validation.text("format", spec.format or "database", limit=64),
+                sharing_type=spec.sharing_type,
+                sharing_conditions=validation.text(
+                    "sharing_conditions", spec.sharing_conditions, required=False, limit=4000
+                ),
+                classification=spec.classification,
+                update_cycle=validation.text(
+                    "update_cycle", spec.update_cycle, required=False, limit=64
+                ),
+                key_fields=list(spec.key_fields),
+                region_field=spec.region_field,
+                fields=[
+                    {
+                        "name": f.name,
+                        "description": validation.text(
+                            "fields.description", f.description, required=False, limit=1000
+                        ),
+                        "sensitivity": f.sensitivity.value,
+                    }
+                    for f in spec.fields
+                ],
+                compatibility=spec.compatibility.value,
+            )
+            version = SchemaVersion(
+                version=1,
+                definition=json.dumps(parsed.definition, ensure_ascii=False),
+                canonical_form=parsed.canonical_form,
+                fingerprint=parsed.fingerprint_hex,
+            )
+            resource.schemas.append(version)
+            session.add(resource)
+            self._commit(session, f"resource {spec.code!r}")
+            return resource, version
+
+    def resource(self, session: Session, code: str) -> Resource:
+        """Returns a resource or raises NotFound."""
+        row = session.scalar(select(Resource).where(Resource.code == code))
+        if row is None:
+            raise NotFound(Reason.UNKNOWN_RESOURCE, f"no resource with code {code!r}")
+        return row
+
+    def get_resource(self, code: str) -> Resource:
+        """Returns a resource by code."""
+        with self.sessions() as session:
+            return self.resource(session, code)
+
+    def list_resources(
+        self, owner_department: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[Resource]:
+        """Pages through resources by code, optionally of one owner department."""
+        query = select(Resource)
+        if owner_department:
+            query = query.join(Resource.owner).where(Department.code == owner_department)
+        return self._page(query, Resource.code, page_size, page_token)
+
+    def add_schema(self, actor: Identity, resource_code: str, definition: str) -> SchemaVersion:
+        """Adds a schema version after the resource's compatibility check.
+
+        Registering a schema identical (same fingerprint) to an existing version returns
+        that version unchanged.
+
+        Raises:
+            FailedPrecondition: SCHEMA_INCOMPATIBLE, with every incompatibility listed.
+        """
+        _require(actor, Role.ADMINISTRATOR, Role.DATA_OFFICER)
+        parsed = schemas.parse(definition)
+        with self.sessions() as session:
+            resource = self.resource(session, resource_code)
+            self._require_owner_officer(actor, resource.owner.code)
+            for existing in resource.schemas:
+                if existing.fingerprint == parsed.fingerprint_hex:
+                    return existing
+            previous = [json.loads(s.definition) for s in resource.schemas]
+            mode = compatibility.CompatibilityMode(resource.compatibility)
+            problems = compatibility.check(parsed.definition, previous, mode)
+            if problems:
+                detail = "; ".join(f"{p.path}: {p.message}" for p in problems)
+                raise FailedPrecondition(
+                    Reason.SCHEMA_INCOMPATIBLE,
+                    f"the schema is not {mode.value} compatible: {detail}",
+                    {"mode": mode.value, "problems": str(len(problems))},
+                )
+            version = SchemaVersion(
+                resource_id=resource.id,
+                version=len(resource.schemas) + 1,
+                definition=json.dumps(parsed.definition, ensure_ascii=False),
+                canonical_form=parsed.canonical_form,
+                fingerprint=parsed.fingerprint_hex,
+            )
+            session.add(version)
+            self._commit(session, f"schema version of {resource_code!r}")
+            return version
+
+    def get_schema(
+        self, resource_code: str, *, version: int = 0, fingerprint: bytes = b""
+    ) -> SchemaVersion:
+        """Returns a schema version by fingerprint, by number, or the latest."""
+        with self.sessions() as session:
+            resource = self.resource(session, resource_code)
+            for row in reversed(resource.schemas):
+                if fingerprint and row.fingerprint == fingerprint.hex():
+                    return row
+                if not fingerprint and (version in (0, row.version)):
+                    return row
+        wanted = f"fingerprint {fingerprint.hex()}" if fingerprint else f"version {version}"
+        raise NotFound(Reason.UNKNOWN_SCHEMA, f"resource {resource_code!r} has no schema {wanted}")
+
+    def list_schemas(
+        self, resource_code: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[SchemaVersion]:
+        """Pages through a resource's schema versions, oldest first."""
+        with self.sessions() as session:
+            resource_id = self.resource(session, resource_code).id
+        query = select(SchemaVersion).where(SchemaVersion.resource_id == resource_id)
+        return self._page(query, SchemaVersion.version, page_size, page_token)
+
+    # --- grants ---------------------------------------------------------------------
+
+    def create_grant(
+        self,
+        actor: Identity,
+        *,
+        resource_code: str,
+        system_code: str,
+        fields: Sequence[str] = (),
+        region: str = "",
+        expires_at: datetime | None = None,
+        origin: GrantOrigin = GrantOrigin.ADMINISTRATOR,
+    ) -> Grant:
+        """Lets a system receive a resource (administrators).
+
+        The grant may name the fields delivered (default: all) and a region row filter.
+        NOT_SHARED and CORE resources never go to another department's system.
+        """
+        _require(actor, Role.ADMINISTRATOR)
+        if expires_at is not None and expires_at <= utcnow():
+            raise InvalidArgument(
+                Reason.INVALID_FIELD, "expire_time must lie in the future", {"field": "expire_time"}
+            )
+        with self.sessions() as session:
+            resource = self.resource(session, resource_code)
+            grantee = self.system(session, system_code)
+            foreign = grantee.department_id != resource.owner_department_id
+            if foreign and resource.sharing_type is SharingType.NOT_SHARED:
+                raise FailedPrecondition(
+                    Reason.NOT_SHARED,
+                    f"resource {resource.code!r} is not shared (不予共享): "
+                    f"{resource.sharing_conditions}",
+                )
+            if foreign and resource.classification is Classification.CORE:
+                raise FailedPrecondition(
+                    Reason.CORE_DATA,
+                    f"resource {resource.code!r} is core data (核心数据) and never leaves "
+                    f"{resource.owner.code}",
+                )
+            known = set(schemas.parse(resource.schemas[-1].definition).top_level_fields())
+            for name in fields:
+                if name not in known:
+                    raise InvalidArgument(
+                        Reason.INVALID_FIELD,
+                        f"field {name!r} is not in the schema of {resource.code!r}",
+                        {"field": name},
+                    )
+            if region:
+                validation.region_code("row_filter.region_code", region)
+                if not resource.region_field:
+                    raise FailedPrecondition(
+                        Reason.INVALID_FIELD,
+                        f"resource {resource.code!r} has no region field to filter rows by; "
+                        "register one with --region-field",
+                        {"field": "row_filter.region_code"},
+                    )
+                if resource.region_field not in fields and fields:
+                    fields = [*fields, resource.region_field]
+            grant = Grant(
+                public_id="g-" + secrets.token_hex(8),
+                resource_id=resource.id,
+                grantee_system_id=grantee.id,
+                fields=list(dict.fromkeys(fields)),
+                region_filter=region,
+                expires_at=expires_at,
+                origin=origin,
+                created_by=actor.name,
+            )
+            session.add(grant)
+            self._commit(session, "grant")
+            return self.grant(session, grant.public_id)
+
+    def grant(self, session: Session, grant_id: str) -> Grant:
+        """Returns a grant or raises NotFound."""
+        row = session.scalar(select(Grant).where(Grant.public_id == grant_id))
+        if row is None:
+            raise NotFound(Reason.UNKNOWN_GRANT, f"no grant with id {grant_id!r}")
+        return row
+
+    def get_grant(self, grant_id: str) -> Grant:
+        """Returns a grant by id."""
+        with self.sessions() as session:
+            return self.grant(session, grant_id)
+
+    def list_grants(
+        self, resource: str = "", grantee_system: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Page[Grant]:
+        """Pages through grants, optionally of one resource or grantee system."""
+        query = select(Grant)
+        if resource:
+            query = query.join(Grant.resource).where(Resource.code == resource)
+        if grantee_system:
+            query = query.join(Grant.grantee).where(System.code == grantee_system)
+        return self._page(query, Grant.public_id, page_size, page_token)
+
+    def active_grant(self, system_code: str, resource_code: str) -> Grant | None:
+        """Returns the newest grant letting a system receive a resource now, if any."""
+        now = utcnow()
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(Grant)
+                .join(Grant.resource)
+                .join(Grant.grantee)
+                .where(Resource.code == resource_code, System.code == system_code)
+                .order_by(Grant.id.desc())
+            ).unique()
+            for row in rows:
+                if row.is_active(now):
+                    return row
+        return None
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _require_owner_officer(self, actor: Identity, department: str) -> None:
+        if actor.role is Role.DATA_OFFICER and actor.department != department:
+            raise PermissionDenied(
+                Reason.ROLE_NOT_ALLOWED,
+                f"{actor.name} is a data officer of {actor.department}, not of {department}",
+            )
+
+    def _insert(self, row: Row, what: str) -> Row:
+        with self.sessions() as session:
+            session.add(row)
+            self._commit(session, what)
+            return row
+
+    @staticmethod
+    def _commit(session: Session, what: str) -> None:
+        try:
+            session.commit()
+        except IntegrityError as exc:
+            session.rollback()
+            raise AlreadyExists(Reason.ALREADY_EXISTS, f"{what} already exists") from exc

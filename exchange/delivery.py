@@ -1,0 +1,331 @@
+"""The delivery path: from the log to a granted subscriber, one acknowledged batch at a time.
+
+A subscription has a durable cursor: the position of the last batch that the
+subscriber acknowledged (and everything before it). Delivery starts after the cursor,
+keeps at most ``max_in_flight`` batches unacknowledged, and sends them again when the
+acknowledgements do not come within the ack timeout or the subscriber reconnects.
+Each delivered batch carries only what the grant allows (its fields, its region) and is
+countersigned by the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from catalog import schemas, validation
+from catalog.credentials import Identity
+from catalog.errors import InvalidArgument, PermissionDenied, Reason
+from exchange import metrics
+from exchange.catalog_view import CatalogView, GrantView
+from exchange.envelope import digest_of_delivery
+from exchange.log import RecordLog, StoredBatch
+from exchange.signing import Signer
+from exchange.v1 import exchange_pb2
+
+DEFAULT_IN_FLIGHT = 16
+MAX_IN_FLIGHT = 1000
+IDLE_WAIT_SECONDS = 0.5
+GRANT_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class _InFlight:
+    batch: StoredBatch
+    records: int
+    sent_at: float
+    attempts: int
+    acked: bool = False
+
+
+@dataclass
+class _Projection:
+    """How a grant reshapes batches written with one schema."""
+
+    writer: Any
+    schema: schemas.ParsedSchema
+    fields: tuple[str, ...] | None
+    region_field: str
+    region: str
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, records: Any) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in records:
+            row = schemaless_reader(io.BytesIO(raw), self.writer, None)
+            if self.region and not validation.region_contains(
+                self.region, str(row.get(self.region_field) or "")
+            ):
+                continue
+            if self.fields is not None:
+                row = {name: row[name] for name in self.fields}
+            buffer = io.BytesIO()
+            schemaless_writer(buffer, self.schema.parsed, row)
+            out.append(buffer.getvalue())
+        return out
+
+
+def _derived_schema(writer: schemas.ParsedSchema, fields: tuple[str, ...]) -> schemas.ParsedSchema:
+    definition = dict(writer.definition)
+    definition["fields"] = [f for f in writer.definition["fields"] if f["name"] in fields]
+    return schemas.parse(definition)
+
+
+class DeliveryPath:
+    """Serves Subscribe streams for one gateway."""
+
+    def __init__(
+        self, view: CatalogView, log: RecordLog, signer: Signer, ack_timeout: float
+    ) -> None:
+        self.view = view
+        self.log = log
+        self.signer = signer
+        self.ack_timeout = ack_timeout
+        self._projections: dict[tuple[str, bytes, tuple[str, ...], str], _Projection | None] = {}
+
+    def _projection(
+        self, resource: str, fingerprint: bytes, grant: GrantView
+    ) -> _Projection | None:
+        key = (resource, fingerprint, grant.fields, grant.region)
+        if key not in self._projections:
+            writer = self.view.schema(resource, fingerprint)
+            known = writer.top_level_fields()
+            fields = tuple(f for f in known if f in grant.fields) if grant.fields else None
+            if fields is None and not grant.region:
+                self._projections[key] = None
+            else:
+                derived = _derived_schema(writer, fields) if fields is not None else writer
+                self._projections[key] = _Projection(
+                    writer=parse_schema(json.loads(json.dumps(writer.definition))),
+                    schema=derived,
+                    fields=fields,
+                    region_field=self.view.resource(resource).region_field,
+                    region=grant.region,
+                )
+        return self._projections[key]
+
+    def _deliver(
+        self,
+        stored: StoredBatch,
+        grant: GrantView,
+        subscriber: str,
+        attempt: int,
+        sent_schemas: set[bytes],
+    ) -> exchange_pb2.DeliveredBatch:
+        batch = exchange_pb2.RecordBatch.FromString(stored.payload)
+        projection = self._projection(batch.resource, batch.schema_fingerprint, grant)
+        if projection is None:
+            records: Any = batch.records
+            schema = self.view.schema(batch.resource, batch.schema_fingerprint)
+        else:
+            records = projection.apply(batch.records)
+            schema = projection.schema
+        delivered = exchange_pb2.DeliveredBatch(
+            offset=stored.position,
+            resource=batch.resource,
+            batch_id=batch.batch_id,
+            publisher_system=stored.publisher,
+            sequence=batch.sequence,
+            create_time=batch.create_time,
+            schema_fingerprint=schema.fingerprint,
+            records=records,
+            provider_digest=stored.digest,
+            provider_signature=batch.signature,
+            provider_key_id=batch.signing_key_id,
+            grant_id=grant.id,
+            subscriber_system=subscriber,
+            gateway_key_id=self.signer.key_id,
+            delivery_attempt=attempt,
+        )
+        if schema.fingerprint not in sent_schemas:
+            delivered.schema = json.dumps(schema.definition, ensure_ascii=False)
+            sent_schemas.add(schema.fingerprint)
+        delivered.gateway_signature = self.signer.sign(digest_of_delivery(delivered))
+        return delivered
+
+    def _current_grant(self, system: str, resource: str) -> GrantView:
+        grant = self.view.grant(system, resource)
+        if grant is None or not grant.active():
+            raise PermissionDenied(
+                Reason.NO_GRANT,
+                f"system {system} has no active grant for resource {resource}; "
+                "ask the owning department for access",
+                {"resource": resource},
+            )
+        return grant
+
+    async def serve(
+        self, identity: Identity, requests: AsyncIterator[exchange_pb2.SubscribeRequest]
+    ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
+        """Runs one Subscribe stream until the subscriber closes it."""
+        iterator = requests.__aiter__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("kind") != "open":
+            raise InvalidArgument(
+                Reason.INVALID_FIELD, "the first Subscribe message must be 'open'"
+            )
+        opening = first.open
+        resource = self.view.resource(opening.resource).code
+        subscription = opening.subscription or "default"
+        validation.code("subscription", subscription)
+        window = opening.max_in_flight or DEFAULT_IN_FLIGHT
+        if window > MAX_IN_FLIGHT:
+            raise InvalidArgument(
+                Reason.INVALID_FIELD, f"max_in_flight must be 1..{MAX_IN_FLIGHT}"
+            )
+        system = identity.system or ""
+        if not system:
+            raise PermissionDenied(Reason.ROLE_NOT_ALLOWED, "only systems subscribe")
+        grant = self._current_grant(system, resource)
+        cursor = await self.log.cursor(system, resource, subscription)
+        stream = _Stream(self, identity, resource, subscription, window, grant, cursor)
+        async for response in stream.run(iterator):
+            yield response
+
+
+class _Stream:
+    """State of one Subscribe stream."""
+
+    def __init__(
+        self,
+        path: DeliveryPath,
+        identity: Identity,
+        resource: str,
+        subscription: str,
+        window: int,
+        grant: GrantView,
+        cursor: int,
+    ) -> None:
+        self.path = path
+        self.system = identity.system or ""
+        self.resource = resource
+        self.subscription = subscription
+        self.window = window
+        self.grant = grant
+        self.cursor = cursor
+        self.last_sent = cursor
+        self.in_flight: OrderedDict[int, _InFlight] = OrderedDict()
+        self.attempts: dict[int, int] = {}
+        self.sent_schemas: set[bytes] = set()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.grant_checked = time.monotonic()
+
+    async def _read_acks(self, iterator: AsyncIterator[exchange_pb2.SubscribeRequest]) -> None:
+        try:
+            async for request in iterator:
+                if request.WhichOneof("kind") != "ack":
+                    raise InvalidArgument(
+                        Reason.INVALID_ACK, "after 'open', a Subscribe stream only carries acks"
+                    )
+                await self._ack(request.ack.offset)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.closed = True
+            self.wake.set()
+
+    async def _ack(self, offset: int) -> None:
+        entry = self.in_flight.get(offset)
+        if entry is None:
+            if offset <= self.cursor or offset in self.attempts:
+                return  # a late ack of a batch already acked or about to be sent again
+            raise InvalidArgument(
+                Reason.INVALID_ACK,
+                f"offset {offset} was not delivered on this stream",
+                {"offset": str(offset)},
+            )
+        entry.acked = True
+        advanced = False
+        while self.in_flight:
+            position, head = next(iter(self.in_flight.items()))
+            if not head.acked:
+                break
+            self.in_flight.popitem(last=False)
+            self.attempts.pop(position, None)
+            self.cursor = position
+            metrics.RECORDS_DELIVERED.labels(self.resource).inc(head.records)
+            advanced = True
+        if advanced:
+            await self.path.log.commit_cursor(
+                self.system, self.resource, self.subscription, self.cursor
+            )
+        self.wake.set()
+
+    def _check_grant(self) -> None:
+        now = time.monotonic()
+        if now - self.grant_checked >= GRANT_CHECK_SECONDS or not self.grant.active():
+            self.grant = self.path._current_grant(self.system, self.resource)
+            self.grant_checked = now
+
+    def _expire_unacked(self) -> None:
+        if not self.in_flight:
+            return
+        oldest = next(iter(self.in_flight.values()))
+        if time.monotonic() - oldest.sent_at < self.path.ack_timeout:
+            return
+        self.in_flight.clear()
+        self.last_sent = self.cursor
+
+    async def _idle(self) -> None:
+        waiters = [asyncio.ensure_future(self.wake.wait())]
+        if len(self.in_flight) < self.window:
+            generation = self.path.log.generation(self.resource)
+            waiters.append(
+                asyncio.ensure_future(
+                    self.path.log.wait_for_append(self.resource, generation, IDLE_WAIT_SECONDS)
+                )
+            )
+        _, pending = await asyncio.wait(
+            waiters, timeout=IDLE_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+        self.wake.clear()
+
+    async def run(
+        self, iterator: AsyncIterator[exchange_pb2.SubscribeRequest]
+    ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
+        reader = asyncio.create_task(self._read_acks(iterator))
+        try:
+            while not self.closed:
+                self._check_grant()
+                self._expire_unacked()
+                room = self.window - len(self.in_flight)
+                rows = (
+                    await self.path.log.read_after(self.resource, self.last_sent, room)
+                    if room > 0
+                    else []
+                )
+                if not rows:
+                    await self._idle()
+                    continue
+                for stored in rows:
+                    attempt = self.attempts.get(stored.position, 0) + 1
+                    self.attempts[stored.position] = attempt
+                    if attempt > 1:
+                        metrics.REDELIVERIES.inc()
+                    delivered = self.path._deliver(
+                        stored, self.grant, self.system, attempt, self.sent_schemas
+                    )
+                    self.in_flight[stored.position] = _InFlight(
+                        stored, len(delivered.records), time.monotonic(), attempt
+                    )
+                    self.last_sent = stored.position
+                    yield exchange_pb2.SubscribeResponse(batch=delivered)
+            if self.error is not None:
+                raise self.error
+        finally:
+            reader.cancel()

@@ -1,0 +1,229 @@
+"""The publish path: from a received batch to a durable, acknowledged one.
+
+For each batch: the publisher's department must own the resource, the system must be
+active, the schema fingerprint registered, the signing key the system's, the Ed25519
+signature valid over the batch digest, and every record must decode against the
+schema. Only then is the batch appended to the log, and only after the commit is it
+acknowledged. The same batch id with the same digest is acknowledged again, not stored
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastavro import schemaless_reader
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from catalog.credentials import Identity
+from catalog.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    ResourceExhausted,
+)
+from exchange import metrics, signing
+from exchange.catalog_view import CatalogView
+from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
+from exchange.log import NewBatch, RecordLog
+from exchange.v1 import exchange_pb2
+
+MAX_BATCH_ID_LENGTH = 128
+PIPELINE_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of a batch."""
+
+    max_batch_records: int = 10_000
+    max_record_bytes: int = 1 << 20
+    max_batch_bytes: int = 32 << 20
+
+
+def decode_records(records: Any, parsed_schema: Any) -> list[Any]:
+    """Decodes every record; raises InvalidArgument naming the first bad one."""
+    out = []
+    for index, record in enumerate(records):
+        buffer = io.BytesIO(record)
+        try:
+            out.append(schemaless_reader(buffer, parsed_schema, None))
+        except Exception as exc:  # fastavro raises many kinds on garbage input
+            raise InvalidArgument(
+                Reason.RECORD_DECODE_FAILED,
+                f"record {index} does not decode with the schema: {type(exc).__name__}",
+                {"record_index": str(index)},
+            ) from exc
+        if buffer.tell() != len(record):
+            raise InvalidArgument(
+                Reason.RECORD_DECODE_FAILED,
+                f"record {index} has {len(record) - buffer.tell()} bytes left after decoding",
+                {"record_index": str(index)},
+            )
+    return out
+
+
+class PublishPath:
+    """Verifies, validates and stores batches for one gateway."""
+
+    def __init__(self, view: CatalogView, log: RecordLog, limits: Limits) -> None:
+        self.view = view
+        self.log = log
+        self.limits = limits
+
+    def _check_shape(self, batch: exchange_pb2.RecordBatch) -> int:
+        if not batch.resource:
+            raise InvalidArgument(Reason.INVALID_BATCH, "batch.resource is empty")
+        if not batch.batch_id or len(batch.batch_id) > MAX_BATCH_ID_LENGTH:
+            raise InvalidArgument(
+                Reason.INVALID_BATCH, f"batch.batch_id must be 1-{MAX_BATCH_ID_LENGTH} characters"
+            )
+        if len(batch.schema_fingerprint) != FINGERPRINT_SIZE:
+            raise InvalidArgument(
+                Reason.INVALID_BATCH,
+                "batch.schema_fingerprint must be the 8-byte CRC-64-AVRO fingerprint",
+            )
+        count = len(batch.records)
+        if count == 0:
+            raise InvalidArgument(Reason.INVALID_BATCH, "a batch carries at least one record")
+        if count > self.limits.max_batch_records:
+            raise ResourceExhausted(
+                Reason.BATCH_TOO_LARGE,
+                f"the batch has {count} records; the limit is {self.limits.max_batch_records}",
+                {"limit": str(self.limits.max_batch_records)},
+            )
+        size = 0
+        for index, record in enumerate(batch.records):
+            if len(record) > self.limits.max_record_bytes:
+                raise ResourceExhausted(
+                    Reason.RECORD_TOO_LARGE,
+                    f"record {index} has {len(record)} bytes; the limit is "
+                    f"{self.limits.max_record_bytes}",
+                    {"record_index": str(index), "limit": str(self.limits.max_record_bytes)},
+                )
+            size += len(record)
+        if size > self.limits.max_batch_bytes:
+            raise ResourceExhausted(
+                Reason.BATCH_TOO_LARGE,
+                f"the batch has {size} record bytes; the limit is {self.limits.max_batch_bytes}",
+                {"limit": str(self.limits.max_batch_bytes)},
+            )
+        return size
+
+    def verify(self, identity: Identity, batch: exchange_pb2.RecordBatch) -> tuple[bytes, int]:
+        """Checks ownership, schema, key and signature; returns (digest, record bytes)."""
+        size = self._check_shape(batch)
+        resource = self.view.resource(batch.resource)
+        system = self.view.system(identity.system or "")
+        if resource.owner_department != system.department:
+            raise PermissionDenied(
+                Reason.NOT_OWNER,
+                f"system {system.code} belongs to {system.department}; resource "
+                f"{resource.code} is owned by {resource.owner_department}",
+            )
+        if not system.active:
+            raise PermissionDenied(
+                Reason.SYSTEM_SUSPENDED, f"system {system.code} is suspended"
+            )
+        self.view.schema(resource.code, batch.schema_fingerprint)
+        public_key = system.keys.get(batch.signing_key_id)
+        if public_key is None:
+            raise FailedPrecondition(
+                Reason.UNKNOWN_SIGNING_KEY,
+                f"signing key {batch.signing_key_id!r} is not a valid key of {system.code}",
+                {"key_id": batch.signing_key_id},
+            )
+        digest = digest_of_batch(batch)
+        if not signing.verify(public_key, digest, batch.signature):
+            raise InvalidArgument(
+                Reason.BAD_SIGNATURE,
+                f"the signature of batch {batch.batch_id!r} does not verify with key "
+                f"{batch.signing_key_id}",
+                {"batch_id": batch.batch_id},
+            )
+        return digest, size
+
+    async def accept(
+        self, identity: Identity, batch: exchange_pb2.RecordBatch, payload: bytes
+    ) -> asyncio.Future[exchange_pb2.PublishResponse]:
+        """Verifies and validates a batch, then starts its durable append.
+
+        Returns a future of the acknowledgement so the caller can validate the next
+        batch while this one commits. Refusals raise before anything is stored.
+        """
+        received = time.time_ns()
+        digest, size = self.verify(identity, batch)
+        known = await self.log.find(batch.batch_id)
+        if known is None or known[1] != digest:
+            parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
+            decode_records(batch.records, parsed.parsed)
+        entry = NewBatch(
+            resource=batch.resource,
+            batch_id=batch.batch_id,
+            publisher=identity.system or "",
+            sequence=batch.sequence,
+            fingerprint=batch.schema_fingerprint,
+            digest=digest,
+            record_count=len(batch.records),
+            byte_count=size,
+            received_ns=received,
+            payload=payload,
+        )
+        return asyncio.ensure_future(self._append(entry))
+
+    async def _append(self, entry: NewBatch) -> exchange_pb2.PublishResponse:
+        appended = await self.log.append(entry)
+        if appended.duplicate:
+            metrics.DUPLICATE_BATCHES.inc()
+        else:
+            metrics.BATCHES_PUBLISHED.labels(entry.resource).inc()
+            metrics.RECORDS_PUBLISHED.labels(entry.resource).inc(entry.record_count)
+            metrics.BYTES_PUBLISHED.labels(entry.resource).inc(entry.byte_count)
+            metrics.PUBLISH_DURABLE_SECONDS.observe((appended.stored_ns - entry.received_ns) / 1e9)
+        durable = Timestamp()
+        durable.FromNanoseconds(appended.stored_ns)
+        return exchange_pb2.PublishResponse(
+            batch_id=entry.batch_id,
+            offset=appended.position,
+            duplicate=appended.duplicate,
+            durable_time=durable,
+        )
+
+    async def serve(
+        self, identity: Identity, requests: AsyncIterator[exchange_pb2.PublishRequest]
+    ) -> AsyncIterator[exchange_pb2.PublishResponse]:
+        """Runs one Publish stream: acknowledgements in order, pipelined commits.
+
+        A refused batch ends the stream after the acknowledgements of the batches
+        accepted before it.
+        """
+        pending: asyncio.Queue[asyncio.Future[exchange_pb2.PublishResponse] | BaseException | None]
+        pending = asyncio.Queue(PIPELINE_DEPTH)
+
+        async def intake() -> None:
+            try:
+                async for request in requests:
+                    batch = request.batch
+                    payload = batch.SerializeToString()
+                    await pending.put(await self.accept(identity, batch, payload))
+                await pending.put(None)
+            except Exception as exc:  # handed to the response side, in order
+                await pending.put(exc)
+
+        task = asyncio.create_task(intake())
+        try:
+            while True:
+                item = await pending.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield await item
+        finally:
+            task.cancel()

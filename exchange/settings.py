@@ -1,0 +1,117 @@
+"""Settings: the one place that reads ``LIJIAO_*`` environment variables.
+
+Command-line flags override environment variables, which override the defaults here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LIJIAO_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway and the CLI can be told.
+
+    Attributes:
+        data_dir: Folder holding the SQLite files and the gateway key.
+        database_url: SQLAlchemy URL of the catalog; default: catalog.db in data_dir.
+        listen: host:port the gateway serves gRPC on.
+        metrics_listen: host:port of the Prometheus /metrics endpoint; empty disables it.
+        gateway: host:port a client (CLI, adapter) connects to.
+        token: Bearer token a client presents.
+        tls_cert: PEM certificate the gateway serves with.
+        tls_key: PEM private key of tls_cert.
+        ca_cert: PEM certificate a client trusts for the gateway.
+        insecure: Serve or connect in plaintext (local development only).
+        max_batch_records: Most records one batch may carry.
+        max_record_bytes: Largest single encoded record.
+        max_message_bytes: Largest gRPC message the gateway accepts.
+        ack_timeout_seconds: Unacknowledged deliveries are sent again after this.
+        synchronous: SQLite synchronous mode of the record log ("FULL" or "NORMAL").
+    """
+
+    data_dir: Path = Path("lijiao-data")
+    database_url: str = ""
+    listen: str = "127.0.0.1:7443"
+    metrics_listen: str = "127.0.0.1:9464"
+    gateway: str = "127.0.0.1:7443"
+    token: str = field(default="", repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ca_cert: Path | None = None
+    insecure: bool = False
+    max_batch_records: int = 10_000
+    max_record_bytes: int = 1 << 20
+    max_message_bytes: int = 64 << 20
+    ack_timeout_seconds: float = 30.0
+    synchronous: str = "FULL"
+
+    @property
+    def catalog_url(self) -> str:
+        """SQLAlchemy URL of the catalog database."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    @property
+    def log_path(self) -> Path:
+        """Path of the SQLite record log."""
+        return self.data_dir / "log.db"
+
+    @property
+    def gateway_key_path(self) -> Path:
+        """Path of the gateway's countersigning key."""
+        return self.data_dir / "gateway-signing-key.pem"
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Builds settings from defaults, then ``LIJIAO_*`` variables, then overrides.
+
+        Args:
+            overrides: Values from command-line flags; None values are ignored.
+            env: Environment to read; defaults to ``os.environ``.
+
+        Raises:
+            ValueError: A variable does not parse; the message names it.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env and env[name] != "":
+                values[f.name] = _parse(name, env[name], f.type)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        for key in ("data_dir", "tls_cert", "tls_key", "ca_cert"):
+            if isinstance(values.get(key), str):
+                values[key] = Path(values[key])
+        settings = cls(**values)
+        if settings.synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ValueError("LIJIAO_SYNCHRONOUS must be FULL or NORMAL")
+        return dataclasses.replace(settings, synchronous=settings.synchronous.upper())
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    text = str(kind)
+    try:
+        if "bool" in text:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "int" in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} does not parse as {text}") from exc
+    return raw
