@@ -183,3 +183,7 @@ def tokens_issue(
         with contextlib.suppress(Exception):
             sessions.kw["bind"].dispose()
     click.echo(token)
+
+
+if __name__ == "__main__":
+    main()

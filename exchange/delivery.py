@@ -288,11 +288,13 @@ class _Stream:
                     self.path.log.wait_for_append(self.resource, generation, IDLE_WAIT_SECONDS)
                 )
             )
-        _, pending = await asyncio.wait(
-            waiters, timeout=IDLE_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-        for waiter in pending:
-            waiter.cancel()
+        try:
+            await asyncio.wait(
+                waiters, timeout=IDLE_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
         self.wake.clear()
 
     async def run(

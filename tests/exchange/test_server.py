@@ -1,0 +1,66 @@
+"""The gateway process: health checking, reflection, TLS, metrics."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from adapters.connection import auth_metadata, open_blocking_channel
+from catalog.v1 import catalog_pb2
+from catalog.v1 import catalog_pb2_grpc
+from exchange.tls import write_self_signed
+from tests.gateway_harness import RunningGateway
+
+
+def test_health_checking_reports_every_service_serving(gateway: RunningGateway) -> None:
+    with open_blocking_channel(gateway.target, insecure=True, quiet=True) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "exchange.v1.ExchangeService", "catalog.v1.CatalogService"):
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(gateway: RunningGateway) -> None:
+    with open_blocking_channel(gateway.target, insecure=True, quiet=True) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"exchange.v1.ExchangeService", "catalog.v1.CatalogService"} <= names
+
+
+def test_a_tls_gateway_serves_clients_that_trust_its_certificate(tmp_path: Path) -> None:
+    cert, key = write_self_signed(tmp_path / "tls")
+    gateway = RunningGateway(tmp_path / "gw", insecure=False, tls_cert=cert, tls_key=key)
+    try:
+        with open_blocking_channel(gateway.target, ca_cert=cert) as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            stub.ListDepartments(catalog_pb2.ListDepartmentsRequest(),
+                                 metadata=auth_metadata(gateway.admin_token), timeout=10)
+        with open_blocking_channel(gateway.target, insecure=True, quiet=True) as plain:
+            stub = catalog_pb2_grpc.CatalogServiceStub(plain)
+            with pytest.raises(grpc.RpcError):
+                stub.ListDepartments(catalog_pb2.ListDepartmentsRequest(),
+                                     metadata=auth_metadata(gateway.admin_token), timeout=5)
+    finally:
+        gateway.stop()
+
+
+def test_metrics_are_served_for_prometheus(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = RunningGateway(tmp_path / "gw", metrics_listen=f"127.0.0.1:{port}")
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b"lijiao_rejections_total" in body
+    finally:
+        gateway.stop()

@@ -1,0 +1,256 @@
+"""The delivery path: durable cursors, redelivery, grants applied, countersignatures."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import grpc
+import pytest
+
+from adapters.connection import auth_metadata, open_channel
+from adapters.errors import GatewayRefusal, error_info
+from adapters.subscriber import ReceivedBatch, Subscriber
+from catalog.v1 import catalog_pb2 as pb
+from exchange import envelope, signing
+from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from tests.gateway_harness import RunningGateway
+from tests.wire import encode, publish, signed_batch
+from tests.world import PERSON_SCHEMA, World, build_world, person
+
+
+@pytest.fixture
+def world(gateway: RunningGateway) -> World:
+    return build_world(gateway)
+
+
+def publish_batches(world: World, count: int, per_batch: int = 2, start: int = 0,
+                    region: str = "510104") -> None:
+    publisher = world.systems["PSB-HUKOU"]
+    batches = [
+        signed_batch(
+            publisher.signer,
+            "RESIDENTS",
+            PERSON_SCHEMA,
+            encode(PERSON_SCHEMA, [person(i * per_batch + j, region) for j in range(per_batch)]),
+            batch_id=f"b-{region}-{i}",
+        )
+        for i in range(start, start + count)
+    ]
+    outcome = publish(world.gateway.target, publisher.token, batches)
+    assert outcome.code is None and len(outcome.acks) == count, outcome.details
+
+
+def receive(world: World, system: str, until: int, **options: Any) -> list[ReceivedBatch]:
+    """Runs the SDK subscriber until ``until`` records arrived; returns the batches."""
+    got: list[ReceivedBatch] = []
+
+    async def run() -> None:
+        subscriber = Subscriber(world.gateway.target, world.systems[system].token, "RESIDENTS",
+                                insecure=True, **options)
+
+        def handle(batch: ReceivedBatch) -> None:
+            got.append(batch)
+            if sum(len(b.records) for b in got) >= until:
+                subscriber.stop()
+
+        try:
+            await asyncio.wait_for(subscriber.run(handle), 20)
+        finally:
+            await subscriber.close()
+
+    asyncio.run(run())
+    return got
+
+
+async def raw_receive(world: World, system: str, count: int, ack: bool,
+                      subscription: str = "default") -> list[exchange_pb2.DeliveredBatch]:
+    """Opens a raw Subscribe stream, takes ``count`` batches, acks them or not, hangs up."""
+    channel = open_channel(world.gateway.target, insecure=True, quiet=True)
+    stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    await queue.put(exchange_pb2.SubscribeRequest(
+        open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription=subscription)))
+
+    async def requests() -> Any:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    call = stub.Subscribe(requests(), metadata=auth_metadata(world.systems[system].token))
+    got: list[exchange_pb2.DeliveredBatch] = []
+    async for response in call:
+        got.append(response.batch)
+        if ack:
+            await queue.put(exchange_pb2.SubscribeRequest(
+                ack=exchange_pb2.DeliveryAck(offset=response.batch.offset)))
+        if len(got) == count:
+            break
+    await asyncio.sleep(0.2)  # let the acks reach the gateway
+    call.cancel()
+    await channel.close()
+    return got
+
+
+def test_a_granted_subscriber_receives_every_record_verified(world: World) -> None:
+    publish_batches(world, 5)
+    batches = receive(world, "CIVIL-AFFAIRS", until=10)
+    records = [r for b in batches for r in b.records]
+    assert records == [person(i) for i in range(10)]
+    assert all(b.provider_verified for b in batches)
+    assert [b.raw.subscriber_system for b in batches] == ["CIVIL-AFFAIRS"] * 5
+
+
+def test_a_subscriber_without_a_grant_is_refused(world: World) -> None:
+    world.department("SAMR")
+    world.system("SAMR-LICENCE", "SAMR")
+    with pytest.raises(GatewayRefusal) as refusal:
+        receive(world, "SAMR-LICENCE", until=1)
+    assert refusal.value.reason == "NO_GRANT"
+    assert refusal.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_an_expired_grant_delivers_nothing(world: World) -> None:
+    world.department("SAMR")
+    world.system("SAMR-LICENCE", "SAMR")
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
+    stamp = pb.Grant().expire_time
+    stamp.FromDatetime(soon)
+    world.grant("RESIDENTS", "SAMR-LICENCE", expire_time=stamp)
+    publish_batches(world, 1)
+    assert len(receive(world, "SAMR-LICENCE", until=2)) == 1
+    import time
+
+    time.sleep(1.2)
+    with pytest.raises(GatewayRefusal) as refusal:
+        receive(world, "SAMR-LICENCE", until=1, subscription="later")
+    assert refusal.value.reason == "NO_GRANT"
+
+
+def test_unacknowledged_batches_are_delivered_again_after_a_disconnect(world: World) -> None:
+    publish_batches(world, 4)
+    first = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=4, ack=False))
+    second = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=4, ack=True))
+    assert [b.offset for b in first] == [b.offset for b in second]
+
+
+def test_acknowledged_batches_are_not_delivered_again(world: World) -> None:
+    publish_batches(world, 4)
+    acked = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=True))
+    rest = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=True))
+    assert [b.batch_id for b in acked] == ["b-510104-0", "b-510104-1"]
+    assert [b.batch_id for b in rest] == ["b-510104-2", "b-510104-3"]
+
+
+def test_subscriptions_keep_separate_cursors(world: World) -> None:
+    publish_batches(world, 2)
+    asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=True, subscription="a"))
+    again = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=True, subscription="b"))
+    assert [b.batch_id for b in again] == ["b-510104-0", "b-510104-1"]
+
+
+def test_an_unacknowledged_batch_is_sent_again_after_the_ack_timeout(tmp_path: Any) -> None:
+    gateway = RunningGateway(tmp_path / "gw", ack_timeout_seconds=0.5)
+    try:
+        world = build_world(gateway)
+        publish_batches(world, 1)
+        got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=False))
+        assert [b.offset for b in got] == [got[0].offset] * 2
+        assert [b.delivery_attempt for b in got] == [1, 2]
+    finally:
+        gateway.stop()
+
+
+def test_nothing_acknowledged_is_lost_across_a_gateway_restart(world: World) -> None:
+    publish_batches(world, 3)
+    asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=1, ack=True))
+    world.gateway.restart()
+    publish_batches(world, 2, start=3)
+    batches = receive(world, "CIVIL-AFFAIRS", until=8)
+    assert [b.batch_id for b in batches] == [f"b-510104-{i}" for i in range(1, 5)]
+
+
+def test_a_live_subscriber_receives_batches_published_after_it_connected(world: World) -> None:
+    async def run() -> list[ReceivedBatch]:
+        got: list[ReceivedBatch] = []
+        subscriber = Subscriber(world.gateway.target, world.systems["CIVIL-AFFAIRS"].token,
+                                "RESIDENTS", insecure=True)
+
+        def handle(batch: ReceivedBatch) -> None:
+            got.append(batch)
+            subscriber.stop()
+
+        task = asyncio.ensure_future(subscriber.run(handle))
+        await asyncio.sleep(0.5)
+        assert not got
+        await asyncio.to_thread(publish_batches, world, 1)
+        await asyncio.wait_for(task, 10)
+        await subscriber.close()
+        return got
+
+    assert [b.batch_id for b in asyncio.run(run())] == ["b-510104-0"]
+
+
+def test_a_grant_with_fields_delivers_only_those_fields(world: World) -> None:
+    world.department("SAMR")
+    world.system("SAMR-LICENCE", "SAMR")
+    world.grant("RESIDENTS", "SAMR-LICENCE", fields=["id_number", "region_code"])
+    publish_batches(world, 1)
+    (batch,) = receive(world, "SAMR-LICENCE", until=2)
+    assert batch.records == [
+        {"id_number": person(i)["id_number"], "region_code": "510104"} for i in range(2)
+    ]
+    assert batch.schema.top_level_fields() == ["id_number", "region_code"]
+    assert not batch.provider_verified, "the gateway reshaped it; its countersignature covers it"
+
+
+def test_a_region_row_filter_delivers_only_rows_of_that_region(world: World) -> None:
+    world.department("JINJIANG", level=pb.ADMINISTRATIVE_LEVEL_DISTRICT, region="510104")
+    world.system("JINJIANG-GRID", "JINJIANG")
+    world.grant("RESIDENTS", "JINJIANG-GRID", row_filter=pb.RowFilter(region_code="510104"))
+    publish_batches(world, 1, region="510104")
+    publish_batches(world, 1, region="510105")
+    publish_batches(world, 1, region="510104001")
+    batches = receive(world, "JINJIANG-GRID", until=4)
+    regions = [r["region_code"] for b in batches for r in b.records]
+    assert regions == ["510104", "510104", "510104001", "510104001"]
+
+
+def test_a_subscriber_rejects_a_delivery_with_a_bad_countersignature(world: World) -> None:
+    publish_batches(world, 1)
+    (delivered,) = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=1, ack=False))
+    key_response = exchange_pb2_grpc.ExchangeServiceStub(
+        __import__("adapters.connection", fromlist=["x"]).open_blocking_channel(
+            world.gateway.target, insecure=True, quiet=True)
+    ).GetGatewayKey(exchange_pb2.GetGatewayKeyRequest(),
+                    metadata=auth_metadata(world.systems["CIVIL-AFFAIRS"].token))
+    digest = envelope.digest_of_delivery(delivered)
+    assert signing.verify(key_response.public_key, digest, delivered.gateway_signature)
+    delivered.subscriber_system = "SOMEONE-ELSE"
+    assert not signing.verify(
+        key_response.public_key, envelope.digest_of_delivery(delivered), delivered.gateway_signature
+    )
+
+
+def test_the_first_subscribe_message_must_open(world: World) -> None:
+    async def run() -> grpc.aio.AioRpcError:
+        channel = open_channel(world.gateway.target, insecure=True, quiet=True)
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+
+        async def requests() -> Any:
+            yield exchange_pb2.SubscribeRequest(ack=exchange_pb2.DeliveryAck(offset=1))
+
+        try:
+            async for _ in stub.Subscribe(
+                requests(), metadata=auth_metadata(world.systems["CIVIL-AFFAIRS"].token)
+            ):
+                pass
+        except grpc.aio.AioRpcError as error:
+            return error
+        finally:
+            await channel.close()
+        raise AssertionError("expected a refusal")
+
+    error = asyncio.run(run())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(error)[0] == "INVALID_FIELD"
