@@ -53,7 +53,9 @@ class _Pending:
     future: asyncio.Future[PublishAck]
 
 
-def encode_records(schema: schemas.ParsedSchema, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+def encode_records(
+    schema: schemas.ParsedSchema, records: Iterable[Mapping[str, Any]]
+) -> list[bytes]:
     """Encodes records as Avro binary with a schema."""
     out = []
     for record in records:

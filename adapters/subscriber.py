@@ -62,6 +62,8 @@ class ReceivedBatch:
 
 Handler = Callable[[ReceivedBatch], Awaitable[None] | None]
 
+DRAIN_SECONDS = 5.0
+
 
 class Subscriber:
     """Holds a subscription open, verifies and decodes each batch, acks after the handler.
@@ -114,12 +116,13 @@ class Subscriber:
         self._provider_keys: dict[tuple[str, str], bytes | None] = {}
         self._stopping = False
         self._call: Any = None
+        self._handling = False
         self.signatures_verified = 0
 
     def stop(self) -> None:
         """Ends :meth:`run` after the batch being handled (if any) is acknowledged."""
         self._stopping = True
-        if self._call is not None:
+        if self._call is not None and not self._handling:
             self._call.cancel()
 
     async def close(self) -> None:
@@ -143,18 +146,17 @@ class Subscriber:
                     )
                     self._gateway_key = response.public_key
                 await self._stream(handler)
-                return
+                delay, deadline = 0.1, time.monotonic() + self._retry_seconds
             except grpc.aio.AioRpcError as error:
-                if self._stopping:
+                if self._stopped():
                     return
-                if error.code() not in RETRYABLE:
-                    raise GatewayRefusal(error) from error
-                if time.monotonic() > deadline:
+                if error.code() not in RETRYABLE or time.monotonic() > deadline:
                     raise GatewayRefusal(error) from error
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            else:
-                delay, deadline = 0.1, time.monotonic() + self._retry_seconds
+
+    def _stopped(self) -> bool:
+        return self._stopping
 
     async def _stream(self, handler: Handler) -> None:
         acks: asyncio.Queue[exchange_pb2.SubscribeRequest | None] = asyncio.Queue()
@@ -177,24 +179,39 @@ class Subscriber:
 
         self._call = call = self._stub.Subscribe(requests(), metadata=self._metadata)
         try:
-            async for response in call:
-                received = await self._verify(response.batch)
-                outcome = handler(received)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            while not self._stopping:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    return
+                self._handling = True
+                try:
+                    received = await self._verify(response.batch)
+                    outcome = handler(received)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                finally:
+                    self._handling = False
                 await acks.put(
                     exchange_pb2.SubscribeRequest(
                         ack=exchange_pb2.DeliveryAck(offset=received.offset)
                     )
                 )
-                if self._stopping:
-                    break
         finally:
-            await acks.put(None)
+            await acks.put(None)  # half-close: the gateway ends the stream after the acks
             if self._stopping:
-                await asyncio.sleep(0)  # let the last ack go out before cancelling
+                try:
+                    await asyncio.wait_for(self._drain(call), DRAIN_SECONDS)
+                except (TimeoutError, grpc.aio.AioRpcError):
+                    call.cancel()
+            else:
                 call.cancel()
             self._call = None
+
+    @staticmethod
+    async def _drain(call: Any) -> None:
+        """Reads (and drops, unacknowledged) what the gateway sent before it saw the end."""
+        while await call.read() is not grpc.aio.EOF:
+            pass
 
     async def _verify(self, delivered: exchange_pb2.DeliveredBatch) -> ReceivedBatch:
         assert self._gateway_key is not None

@@ -27,8 +27,8 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def _to_wire(wire_enum: Any, prefix: str, value: enum.Enum) -> int:
-    return int(wire_enum.Value(prefix + str(value.value)))
+def _to_wire(wire_enum: Any, prefix: str, value: enum.Enum) -> Any:
+    return wire_enum.Value(prefix + str(value.value))
 
 
 def _from_wire(
@@ -140,7 +140,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self.catalog = catalog
 
     @unary()
-    async def CreateDepartment(  # noqa: N802
+    async def CreateDepartment(
         self, request: pb.CreateDepartmentRequest, identity: Identity, context: Any
     ) -> pb.CreateDepartmentResponse:
         d = request.department
@@ -160,14 +160,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.CreateDepartmentResponse(department=department_message(row))
 
     @unary()
-    async def GetDepartment(  # noqa: N802
+    async def GetDepartment(
         self, request: pb.GetDepartmentRequest, identity: Identity, context: Any
     ) -> pb.GetDepartmentResponse:
         row = self.catalog.get_department(request.code)
         return pb.GetDepartmentResponse(department=department_message(row))
 
     @unary()
-    async def ListDepartments(  # noqa: N802
+    async def ListDepartments(
         self, request: pb.ListDepartmentsRequest, identity: Identity, context: Any
     ) -> pb.ListDepartmentsResponse:
         page = self.catalog.list_departments(request.page_size, request.page_token)
@@ -177,7 +177,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def CreateSystem(  # noqa: N802
+    async def CreateSystem(
         self, request: pb.CreateSystemRequest, identity: Identity, context: Any
     ) -> pb.CreateSystemResponse:
         s = request.system
@@ -194,13 +194,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.CreateSystemResponse(system=system_message(row))
 
     @unary()
-    async def GetSystem(  # noqa: N802
+    async def GetSystem(
         self, request: pb.GetSystemRequest, identity: Identity, context: Any
     ) -> pb.GetSystemResponse:
         return pb.GetSystemResponse(system=system_message(self.catalog.get_system(request.code)))
 
     @unary()
-    async def ListSystems(  # noqa: N802
+    async def ListSystems(
         self, request: pb.ListSystemsRequest, identity: Identity, context: Any
     ) -> pb.ListSystemsResponse:
         page = self.catalog.list_systems(request.department, request.page_size, request.page_token)
@@ -209,7 +209,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def CreateResource(  # noqa: N802
+    async def CreateResource(
         self, request: pb.CreateResourceRequest, identity: Identity, context: Any
     ) -> pb.CreateResourceResponse:
         r = request.resource
@@ -268,7 +268,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def GetResource(  # noqa: N802
+    async def GetResource(
         self, request: pb.GetResourceRequest, identity: Identity, context: Any
     ) -> pb.GetResourceResponse:
         return pb.GetResourceResponse(
@@ -276,7 +276,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def ListResources(  # noqa: N802
+    async def ListResources(
         self, request: pb.ListResourcesRequest, identity: Identity, context: Any
     ) -> pb.ListResourcesResponse:
         page = self.catalog.list_resources(
@@ -288,14 +288,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def CreateSchema(  # noqa: N802
+    async def CreateSchema(
         self, request: pb.CreateSchemaRequest, identity: Identity, context: Any
     ) -> pb.CreateSchemaResponse:
         row = self.catalog.add_schema(identity, request.resource, request.definition)
         return pb.CreateSchemaResponse(schema=schema_message(row, request.resource))
 
     @unary()
-    async def GetSchema(  # noqa: N802
+    async def GetSchema(
         self, request: pb.GetSchemaRequest, identity: Identity, context: Any
     ) -> pb.GetSchemaResponse:
         row = self.catalog.get_schema(
@@ -304,7 +304,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.GetSchemaResponse(schema=schema_message(row, request.resource))
 
     @unary()
-    async def ListSchemas(  # noqa: N802
+    async def ListSchemas(
         self, request: pb.ListSchemasRequest, identity: Identity, context: Any
     ) -> pb.ListSchemasResponse:
         page = self.catalog.list_schemas(request.resource, request.page_size, request.page_token)
@@ -314,7 +314,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
 
     @unary()
-    async def CreateGrant(  # noqa: N802
+    async def CreateGrant(
         self, request: pb.CreateGrantRequest, identity: Identity, context: Any
     ) -> pb.CreateGrantResponse:
         g = request.grant
@@ -330,13 +330,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.CreateGrantResponse(grant=grant_message(row))
 
     @unary()
-    async def GetGrant(  # noqa: N802
+    async def GetGrant(
         self, request: pb.GetGrantRequest, identity: Identity, context: Any
     ) -> pb.GetGrantResponse:
         return pb.GetGrantResponse(grant=grant_message(self.catalog.get_grant(request.id)))
 
     @unary()
-    async def ListGrants(  # noqa: N802
+    async def ListGrants(
         self, request: pb.ListGrantsRequest, identity: Identity, context: Any
     ) -> pb.ListGrantsResponse:
         page = self.catalog.list_grants(

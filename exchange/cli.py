@@ -74,8 +74,11 @@ def serve(verbose: bool, **flags: Any) -> None:
             raise click.ClickException(str(exc)) from exc
         click.echo(
             f"lijiao gateway serving on {gateway.target} (data: {settings.data_dir}"
-            + (f", metrics: http://{settings.metrics_listen}/metrics)" if settings.metrics_listen
-               else ")"),
+            + (
+                f", metrics: http://{settings.metrics_listen}/metrics)"
+                if settings.metrics_listen
+                else ")"
+            ),
             err=True,
         )
         stop = asyncio.Event()

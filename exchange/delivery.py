@@ -60,7 +60,7 @@ class _Projection:
     def apply(self, records: Any) -> list[bytes]:
         out: list[bytes] = []
         for raw in records:
-            row = schemaless_reader(io.BytesIO(raw), self.writer, None)
+            row: Any = schemaless_reader(io.BytesIO(raw), self.writer, None)
             if self.region and not validation.region_contains(
                 self.region, str(row.get(self.region_field) or "")
             ):
@@ -181,9 +181,7 @@ class DeliveryPath:
         validation.code("subscription", subscription)
         window = opening.max_in_flight or DEFAULT_IN_FLIGHT
         if window > MAX_IN_FLIGHT:
-            raise InvalidArgument(
-                Reason.INVALID_FIELD, f"max_in_flight must be 1..{MAX_IN_FLIGHT}"
-            )
+            raise InvalidArgument(Reason.INVALID_FIELD, f"max_in_flight must be 1..{MAX_IN_FLIGHT}")
         system = identity.system or ""
         if not system:
             raise PermissionDenied(Reason.ROLE_NOT_ALLOWED, "only systems subscribe")
@@ -280,7 +278,7 @@ class _Stream:
         self.last_sent = self.cursor
 
     async def _idle(self) -> None:
-        waiters = [asyncio.ensure_future(self.wake.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.wake.wait())]
         if len(self.in_flight) < self.window:
             generation = self.path.log.generation(self.resource)
             waiters.append(

@@ -60,7 +60,11 @@ RESIDENT_SCHEMA: dict[str, Any] = {
         {"name": "region_code", "type": "string", "doc": "行政区划代码"},
         {
             "name": "status",
-            "type": {"type": "enum", "name": "Status", "symbols": ["ACTIVE", "MOVED_OUT", "DECEASED"]},
+            "type": {
+                "type": "enum",
+                "name": "Status",
+                "symbols": ["ACTIVE", "MOVED_OUT", "DECEASED"],
+            },
         },
         {"name": "registered_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
         {
@@ -105,6 +109,14 @@ class _Tally:
     seen: set[int] = field(default_factory=set)
 
 
+def _count_published(tally: _Tally, count: int) -> Any:
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            tally.published += count
+
+    return done
+
+
 def _step(text: str) -> None:
     print(f"  {text}", file=sys.stderr)
 
@@ -120,7 +132,12 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
         ("PSB", "成都市公安局 Public Security Bureau", pb.ADMINISTRATIVE_LEVEL_CITY, "510100"),
         ("CIVIL", "成都市民政局 Civil Affairs Bureau", pb.ADMINISTRATIVE_LEVEL_CITY, "510100"),
         ("SAMR", "成都市市场监督管理局 Market Regulation", pb.ADMINISTRATIVE_LEVEL_CITY, "510100"),
-        ("JINJIANG", "锦江区人民政府 Jinjiang District", pb.ADMINISTRATIVE_LEVEL_DISTRICT, "510104"),
+        (
+            "JINJIANG",
+            "锦江区人民政府 Jinjiang District",
+            pb.ADMINISTRATIVE_LEVEL_DISTRICT,
+            "510104",
+        ),
     ]
     for code, name, level, region in departments:
         await stub.CreateDepartment(
@@ -195,8 +212,9 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
     return {"systems": systems}
 
 
-async def _refused_publish(gateway: Gateway, settings: Settings, signer: Ed25519Signer,
-                           token: str) -> str:
+async def _refused_publish(
+    gateway: Gateway, settings: Settings, signer: Ed25519Signer, token: str
+) -> str:
     """Market regulation tries to publish residents: deny by default must refuse it."""
     async with Publisher(gateway.target, token, signer, ca_cert=settings.tls_cert) as intruder:
         try:
@@ -236,8 +254,9 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
             gateway.target, world["systems"]["CIVIL-AID"][1], RESOURCE, ca_cert=settings.tls_cert
         )
         started = time.perf_counter()
-        result = await _exchange(gateway, settings, pub_signer, pub_token, subscriber, tally,
-                                 records, batch_size)
+        result = await _exchange(
+            gateway, settings, pub_signer, pub_token, subscriber, tally, records, batch_size
+        )
         seconds = time.perf_counter() - started
         await subscriber.close()
     finally:
@@ -269,10 +288,7 @@ async def _exchange(
                 rows = [resident(i) for i in range(start, min(start + batch_size, records))]
                 batch = publisher.build(RESOURCE, schema, encode_records(schema, rows))
                 future = await publisher.send(batch)
-                future.add_done_callback(
-                    lambda f, n=len(rows): setattr(tally, "published", tally.published + n)
-                    if not f.exception() else None
-                )
+                future.add_done_callback(_count_published(tally, len(rows)))
                 acks.append(future)
             await asyncio.gather(*acks)
 
@@ -298,8 +314,12 @@ async def _exchange(
                 f"  published {tally.published:>9,}/{records:,}  delivered "
                 f"{tally.delivered:>9,}/{records:,}  {rate:>9,.0f} records/s"
             )
-            print(f"\r\x1b[2K{line}" if tty else line, end="" if tty else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r\x1b[2K{line}" if tty else line,
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
     ticker = asyncio.create_task(progress())
     try:

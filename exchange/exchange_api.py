@@ -26,7 +26,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self.signer = signer
 
     @streaming(Role.SYSTEM)
-    async def Publish(  # noqa: N802 (gRPC method name)
+    async def Publish(
         self,
         requests: AsyncIterator[exchange_pb2.PublishRequest],
         identity: Identity,
@@ -36,7 +36,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             yield response
 
     @streaming(Role.SYSTEM)
-    async def Subscribe(  # noqa: N802
+    async def Subscribe(
         self,
         requests: AsyncIterator[exchange_pb2.SubscribeRequest],
         identity: Identity,
@@ -46,7 +46,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             yield response
 
     @unary()
-    async def GetGatewayKey(  # noqa: N802
+    async def GetGatewayKey(
         self, request: exchange_pb2.GetGatewayKeyRequest, identity: Identity, context: Any
     ) -> exchange_pb2.GetGatewayKeyResponse:
         return exchange_pb2.GetGatewayKeyResponse(

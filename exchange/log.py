@@ -209,13 +209,13 @@ class RecordLog:
         """Counts the appends of ``resource`` by this process (for change waiting)."""
         return self._generations[resource]
 
-    async def wait_for_append(self, resource: str, generation: int, timeout: float) -> None:
-        """Waits until ``resource`` has moved past ``generation`` or ``timeout`` passes."""
+    async def wait_for_append(self, resource: str, generation: int, seconds: float) -> None:
+        """Waits until ``resource`` has moved past ``generation`` or ``seconds`` pass."""
         if self._generations[resource] != generation:
             return
         event = self._events.setdefault(resource, asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             return
 
@@ -235,9 +235,7 @@ class RecordLog:
         self, system: str, resource: str, subscription: str, position: int
     ) -> None:
         """Durably moves a subscription's cursor forward to ``position``."""
-        await self._run(
-            self._writer, self._commit_cursor, system, resource, subscription, position
-        )
+        await self._run(self._writer, self._commit_cursor, system, resource, subscription, position)
 
     def _commit_cursor(self, system: str, resource: str, subscription: str, position: int) -> None:
         self._write_conn.execute(

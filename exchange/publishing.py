@@ -128,9 +128,7 @@ class PublishPath:
                 f"{resource.code} is owned by {resource.owner_department}",
             )
         if not system.active:
-            raise PermissionDenied(
-                Reason.SYSTEM_SUSPENDED, f"system {system.code} is suspended"
-            )
+            raise PermissionDenied(Reason.SYSTEM_SUSPENDED, f"system {system.code} is suspended")
         self.view.schema(resource.code, batch.schema_fingerprint)
         public_key = system.keys.get(batch.signing_key_id)
         if public_key is None:

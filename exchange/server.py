@@ -116,7 +116,7 @@ class Gateway:
         metrics_server = None
         if settings.metrics_listen:
             host, _, metrics_port = settings.metrics_listen.rpartition(":")
-            metrics_server, _thread = start_http_server(int(metrics_port), addr=host or "0.0.0.0")
+            metrics_server, _thread = start_http_server(int(metrics_port), addr=host or "127.0.0.1")
         log.info("gateway serving on port %d", port)
         return cls(settings, server, port, record_log, catalog, signer, metrics_server)
 
@@ -149,4 +149,4 @@ def _bind(server: grpc.aio.Server, settings: Settings) -> int:
         )
     if port == 0:
         raise ValueError(f"could not listen on {settings.listen}")
-    return port
+    return int(port)

@@ -95,8 +95,6 @@ class RunningGateway:
         """Issues a token straight in the catalog, as ``lijiao tokens issue`` does."""
         sessions = open_catalog(self.settings.catalog_url)
         with sessions() as session:
-            token = issue_token(
-                session, name=name, role=role, department=department, system=system
-            )
+            token = issue_token(session, name=name, role=role, department=department, system=system)
         sessions.kw["bind"].dispose()
         return token

@@ -45,7 +45,9 @@ def signed_batch(
     created.GetCurrentTime()
     batch = exchange_pb2.RecordBatch(
         resource=resource,
-        schema_fingerprint=fingerprint if fingerprint is not None else schemas.parse(schema).fingerprint,
+        schema_fingerprint=fingerprint
+        if fingerprint is not None
+        else schemas.parse(schema).fingerprint,
         batch_id=batch_id,
         sequence=sequence,
         create_time=created,
@@ -67,7 +69,9 @@ class PublishOutcome:
         self.details = ""
 
 
-def publish(target: str, token: str | None, batches: Sequence[exchange_pb2.RecordBatch]) -> PublishOutcome:
+def publish(
+    target: str, token: str | None, batches: Sequence[exchange_pb2.RecordBatch]
+) -> PublishOutcome:
     """Sends batches on one Publish stream and collects what comes back."""
     outcome = PublishOutcome()
     with open_blocking_channel(target, insecure=True, quiet=True) as channel:

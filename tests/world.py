@@ -65,8 +65,9 @@ class World:
     def department(self, code: str, level: int = 1, region: str = "510100") -> None:
         self.stub.CreateDepartment(
             pb.CreateDepartmentRequest(
-                department=pb.Department(code=code, name=f"{code} bureau", level=level,
-                                         region_code=region)
+                department=pb.Department(
+                    code=code, name=f"{code} bureau", level=level, region_code=region
+                )
             ),
             metadata=self.admin(),
         )

@@ -34,10 +34,16 @@ CIVIL_OFFICER = Identity("li", Role.DATA_OFFICER, department="CIVIL")
 def catalog(tmp_path: Path) -> Catalog:
     cat = Catalog(open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}"))
     for code in ("PSB", "CIVIL"):
-        cat.create_department(ADMIN, code=code, name=f"{code} bureau",
-                              level=AdministrativeLevel.CITY, region_code="510100")
-    cat.create_system(ADMIN, code="CIVIL-AID", name="aid", department="CIVIL",
-                      public_key=b"\x01" * 32)
+        cat.create_department(
+            ADMIN,
+            code=code,
+            name=f"{code} bureau",
+            level=AdministrativeLevel.CITY,
+            region_code="510100",
+        )
+    cat.create_system(
+        ADMIN, code="CIVIL-AID", name="aid", department="CIVIL", public_key=b"\x01" * 32
+    )
     cat.create_system(ADMIN, code="PSB-HUKOU", name="hukou", department="PSB", public_key=None)
     return cat
 
@@ -51,7 +57,11 @@ def spec(**overrides: Any) -> ResourceSpec:
         "classification": Classification.GENERAL,
         "key_fields": ["id_number"],
         "region_field": "region_code",
-        "fields": [FieldSpec("id_number", "citizen ID", __import__("catalog.models").models.Sensitivity.ID_NUMBER)],
+        "fields": [
+            FieldSpec(
+                "id_number", "citizen ID", __import__("catalog.models").models.Sensitivity.ID_NUMBER
+            )
+        ],
     }
     values.update(overrides)
     return ResourceSpec(**values)
@@ -65,47 +75,97 @@ def refusal(reason: str, fn: Any, *args: Any, **kwargs: Any) -> LijiaoError:
 
 
 def test_only_administrators_register_departments(catalog: Catalog) -> None:
-    refusal("ROLE_NOT_ALLOWED", catalog.create_department, PSB_OFFICER, code="X", name="x",
-            level=AdministrativeLevel.CITY, region_code="510100")
+    refusal(
+        "ROLE_NOT_ALLOWED",
+        catalog.create_department,
+        PSB_OFFICER,
+        code="X",
+        name="x",
+        level=AdministrativeLevel.CITY,
+        region_code="510100",
+    )
 
 
 def test_a_department_code_is_unique(catalog: Catalog) -> None:
-    refusal("ALREADY_EXISTS", catalog.create_department, ADMIN, code="PSB", name="again",
-            level=AdministrativeLevel.CITY, region_code="510100")
+    refusal(
+        "ALREADY_EXISTS",
+        catalog.create_department,
+        ADMIN,
+        code="PSB",
+        name="again",
+        level=AdministrativeLevel.CITY,
+        region_code="510100",
+    )
 
 
 @pytest.mark.parametrize("code", ["", "-x", "a b", "x" * 65, "'; DROP TABLE departments;--"])
 def test_codes_are_restricted_to_safe_characters(catalog: Catalog, code: str) -> None:
-    refusal("INVALID_FIELD", catalog.create_department, ADMIN, code=code, name="x",
-            level=AdministrativeLevel.CITY, region_code="510100")
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_department,
+        ADMIN,
+        code=code,
+        name="x",
+        level=AdministrativeLevel.CITY,
+        region_code="510100",
+    )
 
 
 @pytest.mark.parametrize("region", ["5101", "51010A", "5101000000"])
 def test_region_codes_must_be_administrative_codes(catalog: Catalog, region: str) -> None:
-    refusal("INVALID_FIELD", catalog.create_department, ADMIN, code="X", name="x",
-            level=AdministrativeLevel.CITY, region_code=region)
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_department,
+        ADMIN,
+        code="X",
+        name="x",
+        level=AdministrativeLevel.CITY,
+        region_code=region,
+    )
 
 
 def test_names_may_not_hold_control_characters(catalog: Catalog) -> None:
-    refusal("INVALID_FIELD", catalog.create_department, ADMIN, code="X", name="bad\x00name",
-            level=AdministrativeLevel.CITY, region_code="510100")
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_department,
+        ADMIN,
+        code="X",
+        name="bad\x00name",
+        level=AdministrativeLevel.CITY,
+        region_code="510100",
+    )
 
 
 def test_a_data_officer_registers_resources_of_their_own_department_only(catalog: Catalog) -> None:
     resource, version = catalog.create_resource(PSB_OFFICER, spec(), json.dumps(PERSON_SCHEMA))
     assert resource.code == "RESIDENTS" and version.version == 1
-    refusal("ROLE_NOT_ALLOWED", catalog.create_resource, CIVIL_OFFICER, spec(code="OTHER"),
-            json.dumps(PERSON_SCHEMA))
+    refusal(
+        "ROLE_NOT_ALLOWED",
+        catalog.create_resource,
+        CIVIL_OFFICER,
+        spec(code="OTHER"),
+        json.dumps(PERSON_SCHEMA),
+    )
 
 
 def test_a_not_shared_resource_must_cite_its_legal_basis(catalog: Catalog) -> None:
-    refusal("INVALID_FIELD", catalog.create_resource, ADMIN,
-            spec(sharing_type=SharingType.NOT_SHARED), json.dumps(PERSON_SCHEMA))
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_resource,
+        ADMIN,
+        spec(sharing_type=SharingType.NOT_SHARED),
+        json.dumps(PERSON_SCHEMA),
+    )
 
 
 def test_named_fields_must_exist_in_the_schema(catalog: Catalog) -> None:
-    error = refusal("INVALID_FIELD", catalog.create_resource, ADMIN,
-                    spec(key_fields=["licence_no"]), json.dumps(PERSON_SCHEMA))
+    error = refusal(
+        "INVALID_FIELD",
+        catalog.create_resource,
+        ADMIN,
+        spec(key_fields=["licence_no"]),
+        json.dumps(PERSON_SCHEMA),
+    )
     assert error.metadata["field"] == "licence_no"
 
 
@@ -124,19 +184,26 @@ def _with_field(field: dict[str, Any]) -> str:
 def test_a_backward_compatible_schema_becomes_the_next_version(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
     version = catalog.add_schema(
-        ADMIN, "RESIDENTS", _with_field({"name": "email", "type": ["null", "string"],
-                                         "default": None})
+        ADMIN,
+        "RESIDENTS",
+        _with_field({"name": "email", "type": ["null", "string"], "default": None}),
     )
     assert version.version == 2
     assert catalog.get_schema("RESIDENTS").version == 2
-    assert catalog.get_schema("RESIDENTS", fingerprint=bytes.fromhex(version.fingerprint)) \
-        .version == 2
+    assert (
+        catalog.get_schema("RESIDENTS", fingerprint=bytes.fromhex(version.fingerprint)).version == 2
+    )
 
 
 def test_an_incompatible_schema_is_refused_with_what_breaks(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
-    error = refusal("SCHEMA_INCOMPATIBLE", catalog.add_schema, ADMIN, "RESIDENTS",
-                    _with_field({"name": "email", "type": "string"}))
+    error = refusal(
+        "SCHEMA_INCOMPATIBLE",
+        catalog.add_schema,
+        ADMIN,
+        "RESIDENTS",
+        _with_field({"name": "email", "type": "string"}),
+    )
     assert "email" in error.message
     assert [s.version for s in catalog.list_schemas("RESIDENTS").items] == [1]
 
@@ -147,16 +214,26 @@ def test_registering_the_same_schema_again_returns_the_existing_version(catalog:
 
 
 def test_the_compatibility_mode_is_per_resource(catalog: Catalog) -> None:
-    catalog.create_resource(ADMIN, spec(compatibility=CompatibilityMode.NONE),
-                            json.dumps(PERSON_SCHEMA))
-    assert catalog.add_schema(ADMIN, "RESIDENTS",
-                              _with_field({"name": "email", "type": "string"})).version == 2
+    catalog.create_resource(
+        ADMIN, spec(compatibility=CompatibilityMode.NONE), json.dumps(PERSON_SCHEMA)
+    )
+    assert (
+        catalog.add_schema(
+            ADMIN, "RESIDENTS", _with_field({"name": "email", "type": "string"})
+        ).version
+        == 2
+    )
 
 
 def test_listing_pages_through_everything_in_order(catalog: Catalog) -> None:
     for i in range(250):
-        catalog.create_department(ADMIN, code=f"D{i:03d}", name=f"d{i}",
-                                  level=AdministrativeLevel.TOWN, region_code="510104001")
+        catalog.create_department(
+            ADMIN,
+            code=f"D{i:03d}",
+            name=f"d{i}",
+            level=AdministrativeLevel.TOWN,
+            region_code="510104001",
+        )
     seen: list[str] = []
     token = ""
     pages = 0
@@ -176,38 +253,63 @@ def test_a_forged_page_token_is_refused(catalog: Catalog) -> None:
 
 
 def test_grants_to_another_department_refuse_not_shared_and_core_data(catalog: Catalog) -> None:
-    catalog.create_resource(ADMIN, spec(code="SECRET", sharing_type=SharingType.NOT_SHARED,
-                                        sharing_conditions="国家秘密 (Law on Guarding State Secrets)"),
-                            json.dumps(PERSON_SCHEMA))
-    catalog.create_resource(ADMIN, spec(code="CORE", classification=Classification.CORE),
-                            json.dumps(PERSON_SCHEMA))
-    error = refusal("NOT_SHARED", catalog.create_grant, ADMIN, resource_code="SECRET",
-                    system_code="CIVIL-AID")
+    catalog.create_resource(
+        ADMIN,
+        spec(
+            code="SECRET",
+            sharing_type=SharingType.NOT_SHARED,
+            sharing_conditions="国家秘密 (Law on Guarding State Secrets)",
+        ),
+        json.dumps(PERSON_SCHEMA),
+    )
+    catalog.create_resource(
+        ADMIN, spec(code="CORE", classification=Classification.CORE), json.dumps(PERSON_SCHEMA)
+    )
+    error = refusal(
+        "NOT_SHARED", catalog.create_grant, ADMIN, resource_code="SECRET", system_code="CIVIL-AID"
+    )
     assert "State Secrets" in error.message
-    refusal("CORE_DATA", catalog.create_grant, ADMIN, resource_code="CORE",
-            system_code="CIVIL-AID")
+    refusal("CORE_DATA", catalog.create_grant, ADMIN, resource_code="CORE", system_code="CIVIL-AID")
     assert catalog.create_grant(ADMIN, resource_code="CORE", system_code="PSB-HUKOU").id
 
 
 def test_a_grant_names_only_fields_of_the_schema(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
-    refusal("INVALID_FIELD", catalog.create_grant, ADMIN, resource_code="RESIDENTS",
-            system_code="CIVIL-AID", fields=["salary"])
-    grant = catalog.create_grant(ADMIN, resource_code="RESIDENTS", system_code="CIVIL-AID",
-                                 fields=["name"], region="510104")
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_grant,
+        ADMIN,
+        resource_code="RESIDENTS",
+        system_code="CIVIL-AID",
+        fields=["salary"],
+    )
+    grant = catalog.create_grant(
+        ADMIN, resource_code="RESIDENTS", system_code="CIVIL-AID", fields=["name"], region="510104"
+    )
     assert grant.fields == ["name", "region_code"], "a region filter needs the region field"
 
 
 def test_a_grant_cannot_expire_in_the_past(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
-    refusal("INVALID_FIELD", catalog.create_grant, ADMIN, resource_code="RESIDENTS",
-            system_code="CIVIL-AID", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_grant,
+        ADMIN,
+        resource_code="RESIDENTS",
+        system_code="CIVIL-AID",
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
+    )
 
 
 def test_only_administrators_grant_directly(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
-    refusal("ROLE_NOT_ALLOWED", catalog.create_grant, PSB_OFFICER, resource_code="RESIDENTS",
-            system_code="CIVIL-AID")
+    refusal(
+        "ROLE_NOT_ALLOWED",
+        catalog.create_grant,
+        PSB_OFFICER,
+        resource_code="RESIDENTS",
+        system_code="CIVIL-AID",
+    )
 
 
 def test_the_newest_active_grant_is_the_one_applied(catalog: Catalog) -> None:

@@ -17,8 +17,10 @@ from exchange.signing import public_key_from_text
 
 
 def test_serve_refuses_plaintext_unless_asked(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path), "--listen",
-                                       "127.0.0.1:0", "--metrics-listen", ""])
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0", "--metrics-listen", ""],
+    )
     assert result.exit_code != 0
     assert "--insecure" in result.output and "--tls-cert" in result.output
 
@@ -35,8 +37,17 @@ def test_keys_generate_writes_a_private_key_and_prints_the_public_key(tmp_path: 
 
 def test_tokens_issue_prints_a_token_the_gateway_accepts(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["tokens", "issue", "--role", "administrator", "--name", "ops", "--data-dir",
-               str(tmp_path)]
+        main,
+        [
+            "tokens",
+            "issue",
+            "--role",
+            "administrator",
+            "--name",
+            "ops",
+            "--data-dir",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
@@ -47,15 +58,25 @@ def test_tokens_issue_prints_a_token_the_gateway_accepts(tmp_path: Path) -> None
 
 def test_tokens_issue_explains_a_missing_department(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["tokens", "issue", "--role", "data-officer", "--name", "wang", "--data-dir",
-               str(tmp_path)]
+        main,
+        [
+            "tokens",
+            "issue",
+            "--role",
+            "data-officer",
+            "--name",
+            "wang",
+            "--data-dir",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code != 0 and "--department" in result.output
 
 
 def test_tokens_issue_reads_the_data_dir_from_the_environment(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["tokens", "issue", "--role", "auditor", "--name", "audit"],
+        main,
+        ["tokens", "issue", "--role", "auditor", "--name", "audit"],
         env={"LIJIAO_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 0, result.output
@@ -65,9 +86,23 @@ def test_tokens_issue_reads_the_data_dir_from_the_environment(tmp_path: Path) ->
 def test_the_demo_exchanges_every_record_intact(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "demo", "--records", "3000", "--batch-size", "250",
-         "--keep", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "exchange.cli",
+            "demo",
+            "--records",
+            "3000",
+            "--batch-size",
+            "250",
+            "--keep",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "records intact                   3,000" in result.stdout

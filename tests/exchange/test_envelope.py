@@ -46,9 +46,21 @@ def test_the_digest_survives_a_wire_round_trip(fields: dict[str, Any]) -> None:
     assert digest_of_batch(again) == batch_digest(**fields)
 
 
-@given(batch_fields, st.sampled_from(
-    ["resource", "schema_fingerprint", "batch_id", "sequence", "create_seconds", "create_nanos",
-     "records"]), st.data())
+@given(
+    batch_fields,
+    st.sampled_from(
+        [
+            "resource",
+            "schema_fingerprint",
+            "batch_id",
+            "sequence",
+            "create_seconds",
+            "create_nanos",
+            "records",
+        ]
+    ),
+    st.data(),
+)
 def test_changing_any_covered_field_changes_the_digest(
     fields: dict[str, Any], name: str, data: st.DataObject
 ) -> None:
@@ -70,17 +82,31 @@ def test_changing_any_covered_field_changes_the_digest(
 
 @given(st.lists(st.binary(min_size=1, max_size=8), min_size=2, max_size=6, unique=True))
 def test_reordering_records_changes_the_digest(records: list[bytes]) -> None:
-    base = {"resource": "R", "schema_fingerprint": b"\x00" * 8, "batch_id": "b", "sequence": 1,
-            "create_seconds": 1, "create_nanos": 0}
+    base = {
+        "resource": "R",
+        "schema_fingerprint": b"\x00" * 8,
+        "batch_id": "b",
+        "sequence": 1,
+        "create_seconds": 1,
+        "create_nanos": 0,
+    }
     assert batch_digest(**base, records=records) != batch_digest(
         **base, records=records[1:] + records[:1]
     )
 
 
 def test_moving_bytes_between_records_changes_the_digest() -> None:
-    base = {"resource": "R", "schema_fingerprint": b"\x00" * 8, "batch_id": "b", "sequence": 1,
-            "create_seconds": 1, "create_nanos": 0}
-    assert batch_digest(**base, records=[b"ab", b"c"]) != batch_digest(**base, records=[b"a", b"bc"])
+    base = {
+        "resource": "R",
+        "schema_fingerprint": b"\x00" * 8,
+        "batch_id": "b",
+        "sequence": 1,
+        "create_seconds": 1,
+        "create_nanos": 0,
+    }
+    assert batch_digest(**base, records=[b"ab", b"c"]) != batch_digest(
+        **base, records=[b"a", b"bc"]
+    )
 
 
 @given(st.binary(min_size=32, max_size=32))
@@ -106,8 +132,10 @@ def test_public_keys_parse_from_base64_hex_and_pem() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     raw = SIGNER.public_key
-    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    pem = (
+        Ed25519PublicKey.from_public_bytes(raw)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     for text in (base64.b64encode(raw).decode(), raw.hex(), pem):
         assert public_key_from_text(text) == raw

@@ -61,12 +61,14 @@ def test_acks_come_in_order_for_many_batches_on_one_stream(world: World) -> None
     assert offsets == sorted(offsets)
 
 
-def _refused(world: World, batch: Any, reason: str, code: grpc.StatusCode,
-             token: str | None = None) -> dict[str, str]:
+def _refused(
+    world: World, batch: Any, reason: str, code: grpc.StatusCode, token: str | None = None
+) -> dict[str, str]:
     before_count = rejections(reason)
     before_rows = stored_batches(world.gateway)
     outcome = publish(
-        world.gateway.target, token if token is not None else world.systems["PSB-HUKOU"].token,
+        world.gateway.target,
+        token if token is not None else world.systems["PSB-HUKOU"].token,
         [batch],
     )
     assert outcome.code == code, outcome.details
@@ -89,8 +91,9 @@ def test_an_unknown_resource_is_refused(world: World) -> None:
 def test_an_unregistered_schema_fingerprint_is_refused(world: World) -> None:
     publisher = world.systems["PSB-HUKOU"]
     records = encode(PERSON_SCHEMA, [person(1)])
-    batch = signed_batch(publisher.signer, "RESIDENTS", PERSON_SCHEMA, records,
-                         fingerprint=b"\x01" * 8)
+    batch = signed_batch(
+        publisher.signer, "RESIDENTS", PERSON_SCHEMA, records, fingerprint=b"\x01" * 8
+    )
     metadata = _refused(world, batch, "UNKNOWN_SCHEMA", grpc.StatusCode.FAILED_PRECONDITION)
     assert metadata["fingerprint"] == "01" * 8
 
@@ -152,8 +155,9 @@ def test_a_batch_over_the_record_limit_is_refused(tmp_path: Any) -> None:
     gateway = RunningGateway(tmp_path / "small", max_batch_records=5)
     try:
         world = build_world(gateway)
-        _refused(world, good_batch(world, n=6), "BATCH_TOO_LARGE",
-                 grpc.StatusCode.RESOURCE_EXHAUSTED)
+        _refused(
+            world, good_batch(world, n=6), "BATCH_TOO_LARGE", grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
     finally:
         gateway.stop()
 
@@ -179,19 +183,28 @@ def test_an_empty_batch_is_refused(world: World) -> None:
 
 
 def test_a_call_without_a_token_is_refused(world: World) -> None:
-    _refused(world, good_batch(world), "UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED,
-             token="")
+    _refused(world, good_batch(world), "UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED, token="")
 
 
 def test_a_call_with_an_unknown_token_is_refused(world: World) -> None:
-    _refused(world, good_batch(world), "UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED,
-             token="lj_0000000000000000_forged")
+    _refused(
+        world,
+        good_batch(world),
+        "UNAUTHENTICATED",
+        grpc.StatusCode.UNAUTHENTICATED,
+        token="lj_0000000000000000_forged",
+    )
 
 
 def test_only_systems_publish(world: World) -> None:
     officer = world.gateway.issue_token("wang", Role.DATA_OFFICER, department="PSB")
-    _refused(world, good_batch(world), "ROLE_NOT_ALLOWED", grpc.StatusCode.PERMISSION_DENIED,
-             token=officer)
+    _refused(
+        world,
+        good_batch(world),
+        "ROLE_NOT_ALLOWED",
+        grpc.StatusCode.PERMISSION_DENIED,
+        token=officer,
+    )
 
 
 def test_a_suspended_system_is_refused(world: World) -> None:
@@ -237,8 +250,9 @@ def test_the_same_signed_batch_sent_again_after_a_restart_is_a_duplicate(world: 
     publisher = world.systems["PSB-HUKOU"]
 
     async def run() -> list[Any]:
-        async with Publisher(world.gateway.target, publisher.token, publisher.signer,
-                             insecure=True) as sdk:
+        async with Publisher(
+            world.gateway.target, publisher.token, publisher.signer, insecure=True
+        ) as sdk:
             schema = sdk.schema(PERSON_SCHEMA)
             batch = sdk.build("RESIDENTS", schema, encode(PERSON_SCHEMA, [person(1)]), "same")
             first = await (await sdk.send(batch))
@@ -258,8 +272,9 @@ def test_the_publisher_sdk_waits_out_a_gateway_outage(world: World) -> None:
     world.gateway.stop()
 
     async def run() -> Any:
-        async with Publisher(world.gateway.settings.listen, publisher.token, publisher.signer,
-                             insecure=True) as sdk:
+        async with Publisher(
+            world.gateway.settings.listen, publisher.token, publisher.signer, insecure=True
+        ) as sdk:
             pending = asyncio.ensure_future(
                 sdk.publish("RESIDENTS", PERSON_SCHEMA, [person(1), person(2)])
             )
@@ -280,8 +295,9 @@ def test_the_publisher_sdk_reports_a_refusal_with_its_reason(world: World) -> No
     intruder = world.systems["CIVIL-AFFAIRS"]
 
     async def run() -> None:
-        async with Publisher(world.gateway.target, intruder.token, intruder.signer,
-                             insecure=True) as sdk:
+        async with Publisher(
+            world.gateway.target, intruder.token, intruder.signer, insecure=True
+        ) as sdk:
             await sdk.publish("RESIDENTS", PERSON_SCHEMA, [person(1)])
 
     with pytest.raises(GatewayRefusal) as refusal:

@@ -11,8 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adapters.connection import auth_metadata, open_blocking_channel
-from catalog.v1 import catalog_pb2
-from catalog.v1 import catalog_pb2_grpc
+from catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from exchange.tls import write_self_signed
 from tests.gateway_harness import RunningGateway
 
@@ -41,13 +40,19 @@ def test_a_tls_gateway_serves_clients_that_trust_its_certificate(tmp_path: Path)
     try:
         with open_blocking_channel(gateway.target, ca_cert=cert) as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            stub.ListDepartments(catalog_pb2.ListDepartmentsRequest(),
-                                 metadata=auth_metadata(gateway.admin_token), timeout=10)
+            stub.ListDepartments(
+                catalog_pb2.ListDepartmentsRequest(),
+                metadata=auth_metadata(gateway.admin_token),
+                timeout=10,
+            )
         with open_blocking_channel(gateway.target, insecure=True, quiet=True) as plain:
             stub = catalog_pb2_grpc.CatalogServiceStub(plain)
             with pytest.raises(grpc.RpcError):
-                stub.ListDepartments(catalog_pb2.ListDepartmentsRequest(),
-                                     metadata=auth_metadata(gateway.admin_token), timeout=5)
+                stub.ListDepartments(
+                    catalog_pb2.ListDepartmentsRequest(),
+                    metadata=auth_metadata(gateway.admin_token),
+                    timeout=5,
+                )
     finally:
         gateway.stop()
 

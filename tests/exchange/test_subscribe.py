@@ -25,8 +25,9 @@ def world(gateway: RunningGateway) -> World:
     return build_world(gateway)
 
 
-def publish_batches(world: World, count: int, per_batch: int = 2, start: int = 0,
-                    region: str = "510104") -> None:
+def publish_batches(
+    world: World, count: int, per_batch: int = 2, start: int = 0, region: str = "510104"
+) -> None:
     publisher = world.systems["PSB-HUKOU"]
     batches = [
         signed_batch(
@@ -47,8 +48,9 @@ def receive(world: World, system: str, until: int, **options: Any) -> list[Recei
     got: list[ReceivedBatch] = []
 
     async def run() -> None:
-        subscriber = Subscriber(world.gateway.target, world.systems[system].token, "RESIDENTS",
-                                insecure=True, **options)
+        subscriber = Subscriber(
+            world.gateway.target, world.systems[system].token, "RESIDENTS", insecure=True, **options
+        )
 
         def handle(batch: ReceivedBatch) -> None:
             got.append(batch)
@@ -64,14 +66,18 @@ def receive(world: World, system: str, until: int, **options: Any) -> list[Recei
     return got
 
 
-async def raw_receive(world: World, system: str, count: int, ack: bool,
-                      subscription: str = "default") -> list[exchange_pb2.DeliveredBatch]:
+async def raw_receive(
+    world: World, system: str, count: int, ack: bool, subscription: str = "default"
+) -> list[exchange_pb2.DeliveredBatch]:
     """Opens a raw Subscribe stream, takes ``count`` batches, acks them or not, hangs up."""
     channel = open_channel(world.gateway.target, insecure=True, quiet=True)
     stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    await queue.put(exchange_pb2.SubscribeRequest(
-        open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription=subscription)))
+    await queue.put(
+        exchange_pb2.SubscribeRequest(
+            open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription=subscription)
+        )
+    )
 
     async def requests() -> Any:
         while (item := await queue.get()) is not None:
@@ -82,8 +88,11 @@ async def raw_receive(world: World, system: str, count: int, ack: bool,
     async for response in call:
         got.append(response.batch)
         if ack:
-            await queue.put(exchange_pb2.SubscribeRequest(
-                ack=exchange_pb2.DeliveryAck(offset=response.batch.offset)))
+            await queue.put(
+                exchange_pb2.SubscribeRequest(
+                    ack=exchange_pb2.DeliveryAck(offset=response.batch.offset)
+                )
+            )
         if len(got) == count:
             break
     await asyncio.sleep(0.2)  # let the acks reach the gateway
@@ -173,8 +182,9 @@ def test_nothing_acknowledged_is_lost_across_a_gateway_restart(world: World) -> 
 def test_a_live_subscriber_receives_batches_published_after_it_connected(world: World) -> None:
     async def run() -> list[ReceivedBatch]:
         got: list[ReceivedBatch] = []
-        subscriber = Subscriber(world.gateway.target, world.systems["CIVIL-AFFAIRS"].token,
-                                "RESIDENTS", insecure=True)
+        subscriber = Subscriber(
+            world.gateway.target, world.systems["CIVIL-AFFAIRS"].token, "RESIDENTS", insecure=True
+        )
 
         def handle(batch: ReceivedBatch) -> None:
             got.append(batch)
@@ -221,9 +231,12 @@ def test_a_subscriber_rejects_a_delivery_with_a_bad_countersignature(world: Worl
     (delivered,) = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=1, ack=False))
     key_response = exchange_pb2_grpc.ExchangeServiceStub(
         __import__("adapters.connection", fromlist=["x"]).open_blocking_channel(
-            world.gateway.target, insecure=True, quiet=True)
-    ).GetGatewayKey(exchange_pb2.GetGatewayKeyRequest(),
-                    metadata=auth_metadata(world.systems["CIVIL-AFFAIRS"].token))
+            world.gateway.target, insecure=True, quiet=True
+        )
+    ).GetGatewayKey(
+        exchange_pb2.GetGatewayKeyRequest(),
+        metadata=auth_metadata(world.systems["CIVIL-AFFAIRS"].token),
+    )
     digest = envelope.digest_of_delivery(delivered)
     assert signing.verify(key_response.public_key, digest, delivered.gateway_signature)
     delivered.subscriber_system = "SOMEONE-ELSE"
