@@ -130,9 +130,7 @@ class Catalog:
 
     # --- paging ---------------------------------------------------------------------
 
-    def _page(
-        self, query: Select[Any], key: Any, page_size: int, page_token: str
-    ) -> Page[Any]:
+    def _page(self, query: Select[Any], key: Any, page_size: int, page_token: str) -> Page[Any]:
         size = _page_size(page_size)
         after = _decode_token(page_token)
         if after is not None:

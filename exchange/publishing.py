@@ -160,7 +160,7 @@ class PublishPath:
         known = await self.log.find(batch.batch_id)
         if known is None or known[1] != digest:
             parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
-            decode_records(batch.records, parsed.parsed)
+            decode_records(batch.records, parsed.validator)
         entry = NewBatch(
             resource=batch.resource,
             batch_id=batch.batch_id,

@@ -1,0 +1,82 @@
+"""Schema parsing, canonical form, fingerprints and the gateway's record validator."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+from fastavro import schemaless_reader, schemaless_writer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from catalog import schemas
+from catalog.errors import InvalidArgument
+from exchange.demo import RESIDENT_SCHEMA, resident
+from exchange.publishing import decode_records
+
+
+def encode(parsed: schemas.ParsedSchema, record: dict[str, object]) -> bytes:
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, parsed.parsed, record)
+    return buffer.getvalue()
+
+
+def test_the_fingerprint_ignores_formatting_docs_and_field_order_of_keys() -> None:
+    compact = schemas.parse(json.dumps(RESIDENT_SCHEMA))
+    reordered = dict(reversed(list(RESIDENT_SCHEMA.items())))
+    undocumented = {k: v for k, v in RESIDENT_SCHEMA.items() if k != "doc"}
+    for other in (json.dumps(RESIDENT_SCHEMA, indent=4), reordered, undocumented):
+        assert schemas.parse(other).fingerprint == compact.fingerprint
+    assert len(compact.fingerprint) == 8
+
+
+def test_a_different_schema_has_a_different_fingerprint() -> None:
+    changed = json.loads(json.dumps(RESIDENT_SCHEMA))
+    changed["fields"][0]["type"] = "int"
+    assert schemas.parse(changed).fingerprint != schemas.parse(RESIDENT_SCHEMA).fingerprint
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+def test_the_validator_accepts_every_record_the_schema_writes(serial: int) -> None:
+    parsed = schemas.parse(RESIDENT_SCHEMA)
+    raw = encode(parsed, resident(serial))
+    (decoded,) = decode_records([raw], parsed.validator)
+    assert decoded["serial"] == serial
+    assert schemaless_reader(io.BytesIO(raw), parsed.parsed, None) == resident(serial)
+
+
+@given(st.binary(max_size=64))
+def test_the_validator_never_crashes_on_garbage(garbage: bytes) -> None:
+    parsed = schemas.parse(RESIDENT_SCHEMA)
+    try:
+        decode_records([garbage], parsed.validator)
+    except InvalidArgument as refusal:
+        assert refusal.reason == "RECORD_DECODE_FAILED"
+
+
+def test_the_validator_still_checks_uuid_strings() -> None:
+    schema = {
+        "type": "record",
+        "name": "T",
+        "fields": [{"name": "id", "type": {"type": "string", "logicalType": "uuid"}}],
+    }
+    parsed = schemas.parse(schema)
+    good = encode(parsed, {"id": uuid.uuid4()})
+    decode_records([good], parsed.validator)
+    structural = schemas.parse(
+        {"type": "record", "name": "T", "fields": [{"name": "id", "type": "string"}]}
+    )
+    bad = encode(structural, {"id": "not-a-uuid"})
+    with pytest.raises(InvalidArgument):
+        decode_records([bad], parsed.validator)
+
+
+def test_truncated_records_are_refused() -> None:
+    parsed = schemas.parse(RESIDENT_SCHEMA)
+    raw = encode(parsed, resident(42))
+    for cut in (1, len(raw) // 2, len(raw) - 1):
+        with pytest.raises(InvalidArgument) as refusal:
+            decode_records([raw, raw[:cut]], parsed.validator)
+        assert refusal.value.metadata == {"record_index": "1"}
