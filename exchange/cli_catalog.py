@@ -25,10 +25,9 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from adapters.connection import auth_metadata, open_blocking_channel
+from adapters.errors import error_info
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from exchange.settings import Settings
 from exchange.signing import public_key_from_text
@@ -48,16 +47,8 @@ def rpc_error_message(err: grpc.RpcError) -> str:
     """
     if not isinstance(err, grpc.Call):
         return str(err)
-    message, reason, metadata = err.details(), "", {}
-    try:
-        status = rpc_status.from_call(err)
-    except ValueError:  # the rich status disagrees with the call's own code or message
-        status = None
-    for detail in status.details if status is not None else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, metadata = info.reason, dict(info.metadata)
+    message = err.details()
+    reason, metadata = error_info(err)
     text = " ".join(filter(None, dict.fromkeys((err.code().name, reason)))) + f": {message}"
     if metadata:
         text += " [" + ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) + "]"
