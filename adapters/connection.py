@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -62,3 +64,36 @@ def open_blocking_channel(
             _warn_insecure(target)
         return grpc.insecure_channel(target, options=_OPTIONS)
     return grpc.secure_channel(target, _credentials(ca_cert), options=_OPTIONS)
+
+
+class Backoff:
+    """Exponential backoff whose budget counts from the first failure after a success.
+
+    Args:
+        budget_seconds: How long failures may go on before :meth:`failed` gives up.
+        first: First delay in seconds.
+        most: Longest delay in seconds.
+    """
+
+    def __init__(self, budget_seconds: float, first: float = 0.1, most: float = 5.0) -> None:
+        self.budget_seconds = budget_seconds
+        self._first = first
+        self._most = most
+        self._delay = first
+        self._failing_since: float | None = None
+
+    def succeeded(self) -> None:
+        """Records progress: the next failure starts a fresh budget."""
+        self._failing_since = None
+        self._delay = self._first
+
+    async def failed(self) -> bool:
+        """Waits before the next try; returns False when the budget is spent."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since > self.budget_seconds:
+            return False
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, self._most)
+        return True

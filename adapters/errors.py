@@ -35,7 +35,10 @@ def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
 
 
 class GatewayRefusal(Exception):
-    """The gateway refused a request; retrying the same request will not help.
+    """The gateway refused a request, or could not be reached within the retry budget.
+
+    ``reason`` is empty and ``code`` retryable (e.g. UNAVAILABLE) in the second case;
+    otherwise sending the same request again will not help.
 
     Attributes:
         code: gRPC status code.

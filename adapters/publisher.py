@@ -24,7 +24,7 @@ import grpc
 from fastavro import schemaless_writer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.connection import auth_metadata, open_channel
+from adapters.connection import Backoff, auth_metadata, open_channel
 from adapters.errors import RETRYABLE, GatewayRefusal
 from catalog import schemas
 from exchange.envelope import digest_of_batch
@@ -106,7 +106,7 @@ class Publisher:
         self._removed = 0  # batches popped from the head of _pending so far
         self._added = asyncio.Event()
         self._sequence = first_sequence if first_sequence is not None else time.time_ns() // 1000
-        self._retry_seconds = retry_seconds
+        self._backoff = Backoff(retry_seconds)
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self._schemas: dict[str, schemas.ParsedSchema] = {}
@@ -194,25 +194,20 @@ class Publisher:
         await self._channel.close()
 
     async def _run(self) -> None:
-        delay = 0.1
-        deadline = time.monotonic() + self._retry_seconds
         while self._pending and not self._closing:
             call = self._stub.Publish(metadata=self._metadata)
             writer = asyncio.create_task(self._write(call))
             try:
                 async for response in call:
                     self._acknowledge(response)
-                    delay, deadline = 0.1, time.monotonic() + self._retry_seconds
+                    self._backoff.succeeded()
                 await call
             except grpc.aio.AioRpcError as error:
-                if error.code() in RETRYABLE:
-                    if time.monotonic() > deadline:
-                        self._fail_all(error)
-                        return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                self._refuse_head(error)
+                if error.code() not in RETRYABLE:
+                    self._refuse_head(error)
+                elif not await self._backoff.failed():
+                    self._fail_all(error)
+                    return
             finally:
                 writer.cancel()
                 call.cancel()

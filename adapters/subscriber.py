@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import grpc
 from fastavro import schemaless_reader
 
-from adapters.connection import auth_metadata, open_channel
+from adapters.connection import Backoff, auth_metadata, open_channel
 from adapters.errors import RETRYABLE, GatewayRefusal, VerificationError
 from catalog import schemas
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -111,19 +110,24 @@ class Subscriber:
         self.max_in_flight = max_in_flight
         self._gateway_key = gateway_public_key
         self._verify_provider = verify_provider
-        self._retry_seconds = retry_seconds
+        self._backoff = Backoff(retry_seconds)
         self._schemas: dict[bytes, schemas.ParsedSchema] = {}
         self._provider_keys: dict[tuple[str, str], bytes | None] = {}
         self._stopping = False
         self._call: Any = None
+        self._acks: asyncio.Queue[exchange_pb2.SubscribeRequest | None] | None = None
         self._handling = False
         self.signatures_verified = 0
 
     def stop(self) -> None:
-        """Ends :meth:`run` after the batch being handled (if any) is acknowledged."""
+        """Ends :meth:`run` after the batch being handled (if any) is acknowledged.
+
+        Batches the gateway sent after that one are left unacknowledged and are
+        delivered again on the next run.
+        """
         self._stopping = True
-        if self._call is not None and not self._handling:
-            self._call.cancel()
+        if not self._handling:
+            self._half_close()
 
     async def close(self) -> None:
         """Closes the connection."""
@@ -136,8 +140,6 @@ class Subscriber:
             GatewayRefusal: The gateway refused the subscription (e.g. NO_GRANT).
             VerificationError: A delivery failed verification (it was not acknowledged).
         """
-        delay = 0.1
-        deadline = time.monotonic() + self._retry_seconds
         while not self._stopping:
             try:
                 if self._gateway_key is None:
@@ -146,14 +148,11 @@ class Subscriber:
                     )
                     self._gateway_key = response.public_key
                 await self._stream(handler)
-                delay, deadline = 0.1, time.monotonic() + self._retry_seconds
             except grpc.aio.AioRpcError as error:
                 if self._stopped():
                     return
-                if error.code() not in RETRYABLE or time.monotonic() > deadline:
+                if error.code() not in RETRYABLE or not await self._backoff.failed():
                     raise GatewayRefusal(error) from error
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def _stopped(self) -> bool:
         return self._stopping
@@ -178,11 +177,20 @@ class Subscriber:
                 yield item
 
         self._call = call = self._stub.Subscribe(requests(), metadata=self._metadata)
+        self._acks = acks
         try:
-            while not self._stopping:
-                response = await call.read()
+            while True:
+                try:
+                    response = await call.read()
+                except asyncio.CancelledError:
+                    if self._stopping and call.cancelled():
+                        return  # the gateway did not end the stream in time after stop()
+                    raise
                 if response is grpc.aio.EOF:
                     return
+                self._backoff.succeeded()
+                if self._stopping:
+                    continue  # not handled, not acked: the gateway sends it again later
                 self._handling = True
                 try:
                     received = await self._verify(response.batch)
@@ -196,22 +204,21 @@ class Subscriber:
                         ack=exchange_pb2.DeliveryAck(offset=received.offset)
                     )
                 )
+                if self._stopping:
+                    self._half_close()
         finally:
-            await acks.put(None)  # half-close: the gateway ends the stream after the acks
-            if self._stopping:
-                try:
-                    await asyncio.wait_for(self._drain(call), DRAIN_SECONDS)
-                except (TimeoutError, grpc.aio.AioRpcError):
-                    call.cancel()
-            else:
-                call.cancel()
+            self._acks = None
             self._call = None
+            if not call.done():
+                call.cancel()
 
-    @staticmethod
-    async def _drain(call: Any) -> None:
-        """Reads (and drops, unacknowledged) what the gateway sent before it saw the end."""
-        while await call.read() is not grpc.aio.EOF:
-            pass
+    def _half_close(self) -> None:
+        """Ends the request side after the last ack; the gateway then ends the stream."""
+        if self._acks is not None:
+            self._acks.put_nowait(None)
+            self._acks = None
+            call = self._call
+            asyncio.get_running_loop().call_later(DRAIN_SECONDS, call.cancel)
 
     async def _verify(self, delivered: exchange_pb2.DeliveredBatch) -> ReceivedBatch:
         assert self._gateway_key is not None

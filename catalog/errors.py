@@ -104,4 +104,3 @@ class Reason:
     NOT_SHARED = "NOT_SHARED"
     CORE_DATA = "CORE_DATA"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 (a reason, not a secret)
-    GRANT_ENDED = "GRANT_ENDED"

@@ -110,12 +110,15 @@ def _decode_token(token: str) -> Any:
     if not token:
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
     except (ValueError, KeyError, TypeError) as exc:
+        after = exc
+    if isinstance(after, bool) or not isinstance(after, str | int):
         raise InvalidArgument(
             Reason.INVALID_PAGE_TOKEN,
             "page_token is not one this gateway issued; start again without it",
-        ) from exc
+        )
+    return after
 
 
 def _encode_token(after: Any) -> str:
@@ -333,6 +336,16 @@ class Catalog:
             for existing in resource.schemas:
                 if existing.fingerprint == parsed.fingerprint_hex:
                     return existing
+            kept = set(parsed.top_level_fields())
+            needed = [*resource.key_fields, *filter(None, [resource.region_field])]
+            dropped = [name for name in needed if name not in kept]
+            if dropped:
+                raise FailedPrecondition(
+                    Reason.SCHEMA_INCOMPATIBLE,
+                    f"the schema drops {', '.join(dropped)}, which the catalog uses as key or "
+                    "region field of this resource; keep them in every version",
+                    {"fields": ",".join(dropped)},
+                )
             previous = [json.loads(s.definition) for s in resource.schemas]
             mode = compatibility.CompatibilityMode(resource.compatibility)
             problems = compatibility.check(parsed.definition, previous, mode)

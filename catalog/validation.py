@@ -53,14 +53,19 @@ def region_prefix(region: str) -> str:
     """Returns the prefix shared by a region code and all its sub-regions.
 
     Region codes are hierarchical: 510000 province, 510100 city, 510104 district,
-    510104001 town. Trailing zero pairs of the 6-digit part stand for "the whole level".
+    510104001 town, 510104001002 village. A part of zeros stands for "the whole level
+    above": 510104000 is the district 510104, 510100 the city 5101.
     """
-    head, tail = region[:6], region[6:]
-    if tail:
-        return region.rstrip("0") if set(tail) == {"0"} else region
-    while head.endswith("00") and len(head) > 2:
-        head = head[:-2]
-    return head
+    code = region
+    if len(code) == 12 and code.endswith("000"):
+        code = code[:9]
+    if len(code) == 9 and code.endswith("000"):
+        code = code[:6]
+    if len(code) == 6 and code.endswith("00"):
+        code = code[:4]
+        if code.endswith("00"):
+            code = code[:2]
+    return code
 
 
 def region_contains(region: str, candidate: str) -> bool:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -90,6 +91,16 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: LijiaoError)
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+async def _abort_internal(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+    """Ends a call that failed for a reason of the gateway's own, without leaking it."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("internal error %s", incident)
+    metrics.REJECTIONS.labels("INTERNAL").inc()
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error {incident}; the gateway log has the details"
+    )
+
+
 def _check_role(identity: Identity, roles: tuple[Role, ...]) -> None:
     if roles and identity.role not in roles:
         allowed = ", ".join(r.value for r in roles)
@@ -119,6 +130,11 @@ def unary(
             except LijiaoError as error:
                 await abort(context, error)
                 raise AssertionError("abort returned") from error
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort_internal(context, error)
+                raise AssertionError("abort returned") from error
 
         return handler
 
@@ -145,6 +161,10 @@ def streaming(
                     yield response
             except LijiaoError as error:
                 await abort(context, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort_internal(context, error)
 
         return handler
 

@@ -7,10 +7,13 @@ are mapped by ``exchange.rpc``, gRPC health checking and server reflection (so
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -59,6 +62,7 @@ class Gateway:
     log: RecordLog
     catalog: Catalog
     signer: Ed25519Signer
+    lock: TextIO
     metrics_server: Any = None
 
     @property
@@ -72,53 +76,32 @@ class Gateway:
         """Opens the stores, binds the port and starts serving.
 
         Raises:
-            ValueError: Neither TLS files nor ``insecure`` were given.
+            ValueError: Neither TLS files nor ``insecure`` were given, the port cannot be
+                bound, or another gateway uses the data directory.
         """
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sessions = open_catalog(settings.catalog_url)
-        catalog = Catalog(sessions)
-        record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)
-        signer = load_or_create_gateway_key(settings)
-        view = CatalogView(catalog)
-        auth = Authenticator(sessions)
-        limits = Limits(
-            max_batch_records=settings.max_batch_records,
-            max_record_bytes=settings.max_record_bytes,
-            max_batch_bytes=settings.max_message_bytes // 2,
-        )
-        options = [
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-        server = grpc.aio.server(options=options)
-        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
-            ExchangeServicer(
-                auth,
-                PublishPath(view, record_log, limits),
-                DeliveryPath(view, record_log, signer, settings.ack_timeout_seconds),
-                signer,
-            ),
-            server,
-        )
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            CatalogServicer(auth, catalog), server
-        )
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        port = _bind(server, settings)
-        await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        metrics_server = None
-        if settings.metrics_listen:
-            host, _, metrics_port = settings.metrics_listen.rpartition(":")
-            metrics_server, _thread = start_http_server(int(metrics_port), addr=host or "127.0.0.1")
+        credentials = _server_credentials(settings)
+        with contextlib.ExitStack() as cleanup:
+            lock = _lock_data_dir(settings.data_dir)
+            cleanup.callback(lock.close)
+            sessions = open_catalog(settings.catalog_url)
+            cleanup.callback(sessions.kw["bind"].dispose)
+            catalog = Catalog(sessions)
+            record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)
+            cleanup.callback(record_log.close)
+            for path in settings.data_dir.glob("*.db"):
+                path.chmod(0o600)
+            signer = load_or_create_gateway_key(settings)
+            server, health_servicer = _build_server(settings, catalog, record_log, signer)
+            port = _bind(server, settings.listen, credentials)
+            metrics_server = _start_metrics(settings.metrics_listen)
+            if metrics_server is not None:
+                cleanup.callback(metrics_server.shutdown)
+            await server.start()
+            for name in ("", *SERVICE_NAMES):
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            cleanup.pop_all()
         log.info("gateway serving on port %d", port)
-        return cls(settings, server, port, record_log, catalog, signer, metrics_server)
+        return cls(settings, server, port, record_log, catalog, signer, lock, metrics_server)
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stops serving, lets calls finish for ``grace`` seconds, closes the stores."""
@@ -127,26 +110,96 @@ class Gateway:
             self.metrics_server.shutdown()
         self.log.close()
         self.catalog.sessions.kw["bind"].dispose()
+        self.lock.close()
 
 
-def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+def _build_server(
+    settings: Settings, catalog: Catalog, record_log: RecordLog, signer: Ed25519Signer
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    view = CatalogView(catalog)
+    auth = Authenticator(catalog.sessions)
+    limits = Limits(
+        max_batch_records=settings.max_batch_records,
+        max_record_bytes=settings.max_record_bytes,
+        max_batch_bytes=settings.max_message_bytes // 2,
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
+        ExchangeServicer(
+            auth,
+            PublishPath(view, record_log, limits),
+            DeliveryPath(view, record_log, signer, settings.ack_timeout_seconds),
+            signer,
+        ),
+        server,
+    )
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(auth, catalog), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return server, health_servicer
+
+
+def _start_metrics(listen: str) -> Any:
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    try:
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"could not serve metrics on {listen}: {exc}") from exc
+    return server
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """Returns TLS credentials, None for an explicit --insecure, or refuses."""
     if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials(
+        return grpc.ssl_server_credentials(
             [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
         )
-        port = server.add_secure_port(settings.listen, credentials)
-    elif settings.insecure:
+    if settings.insecure:
         print(
             "WARNING: serving without TLS (--insecure): tokens and records travel in plaintext; "
             "for local development only",
             file=sys.stderr,
         )
-        port = server.add_insecure_port(settings.listen)
-    else:
+        return None
+    raise ValueError(
+        "the gateway needs --tls-cert and --tls-key (or LIJIAO_TLS_CERT/LIJIAO_TLS_KEY); "
+        "pass --insecure to serve in plaintext for local development"
+    )
+
+
+def _lock_data_dir(data_dir: Path) -> TextIO:
+    """Creates the data directory (owner-only) and holds its lock for this process."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = (data_dir / "gateway.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
         raise ValueError(
-            "the gateway needs --tls-cert and --tls-key (or LIJIAO_TLS_CERT/LIJIAO_TLS_KEY); "
-            "pass --insecure to serve in plaintext for local development"
-        )
+            f"another gateway is using {data_dir}; stop it or choose another --data-dir"
+        ) from exc
+    return handle
+
+
+def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, credentials)
+    except RuntimeError as exc:
+        raise ValueError(f"could not listen on {listen}: is the port in use?") from exc
     if port == 0:
-        raise ValueError(f"could not listen on {settings.listen}")
+        raise ValueError(f"could not listen on {listen}: is the port in use?")
     return int(port)

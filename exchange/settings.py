@@ -85,8 +85,12 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             name = ENV_PREFIX + f.name.upper()
-            if name in env and env[name] != "":
+            if name not in env:
+                continue
+            if env[name] != "":
                 values[f.name] = _parse(name, env[name], f.type)
+            elif f.type in ("str", str):
+                values[f.name] = ""  # e.g. LIJIAO_METRICS_LISTEN= turns metrics off
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value

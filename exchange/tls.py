@@ -1,6 +1,6 @@
 """A throwaway TLS identity for a gateway on this machine (demo and tests).
 
-Production deployments bring certificates from their own CA (see docs/operations.md).
+Production deployments bring certificates from their own CA (see docs/operators.md).
 """
 
 from __future__ import annotations

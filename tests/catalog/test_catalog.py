@@ -249,7 +249,25 @@ def test_listing_pages_through_everything_in_order(catalog: Catalog) -> None:
 
 
 def test_a_forged_page_token_is_refused(catalog: Catalog) -> None:
+    import base64
+
     refusal("INVALID_PAGE_TOKEN", catalog.list_departments, page_token="garbage!")
+    crafted = base64.urlsafe_b64encode(b'{"after": {"x": 1}}').decode()
+    refusal("INVALID_PAGE_TOKEN", catalog.list_departments, page_token=crafted)
+
+
+def test_a_new_schema_version_keeps_the_key_and_region_fields(catalog: Catalog) -> None:
+    catalog.create_resource(
+        ADMIN, spec(compatibility=CompatibilityMode.NONE), json.dumps(PERSON_SCHEMA)
+    )
+    schema = json.loads(json.dumps(PERSON_SCHEMA))
+    schema["fields"] = [
+        f for f in schema["fields"] if f["name"] not in ("id_number", "region_code")
+    ]
+    error = refusal(
+        "SCHEMA_INCOMPATIBLE", catalog.add_schema, ADMIN, "RESIDENTS", json.dumps(schema)
+    )
+    assert error.metadata["fields"] == "id_number,region_code"
 
 
 def test_grants_to_another_department_refuse_not_shared_and_core_data(catalog: Catalog) -> None:
@@ -331,6 +349,10 @@ def test_the_newest_active_grant_is_the_one_applied(catalog: Catalog) -> None:
         ("510000", "511302", True),
         ("510104001", "510104002", False),
         ("510104001", "510104001003", True),
+        ("510110000", "510110002", True),
+        ("510110000", "510111", False),
+        ("510104001000", "510104001002", True),
+        ("510104001000", "510104002001", False),
     ],
 )
 def test_region_codes_nest(region: str, candidate: str, inside: bool) -> None:

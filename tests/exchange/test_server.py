@@ -69,3 +69,37 @@ def test_metrics_are_served_for_prometheus(tmp_path: Path) -> None:
         assert b"lijiao_rejections_total" in body
     finally:
         gateway.stop()
+
+
+def test_a_gateway_refuses_to_start_without_tls_and_leaves_no_files(tmp_path: Path) -> None:
+    from exchange.server import Gateway
+    from exchange.settings import Settings
+    import asyncio
+
+    settings = Settings.load({"data_dir": tmp_path / "gw", "metrics_listen": ""}, env={})
+    with pytest.raises(ValueError, match="--insecure"):
+        asyncio.run(Gateway.start(settings))
+    assert not (tmp_path / "gw").exists()
+
+
+def test_two_gateways_cannot_share_a_data_directory(gateway: RunningGateway) -> None:
+    with pytest.raises(ValueError, match="another gateway"):
+        RunningGateway(gateway.data_dir)
+
+
+def test_a_port_in_use_is_a_clear_error(gateway: RunningGateway, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="in use"):
+        RunningGateway(tmp_path / "second", listen=gateway.target)
+
+
+def test_the_data_directory_is_private_to_the_gateway(gateway: RunningGateway) -> None:
+    assert gateway.data_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("catalog.db", "log.db", "gateway-signing-key.pem"):
+        assert (gateway.data_dir / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_an_empty_metrics_variable_turns_metrics_off() -> None:
+    from exchange.settings import Settings
+
+    assert Settings.load(env={"LIJIAO_METRICS_LISTEN": ""}).metrics_listen == ""
+    assert Settings.load(env={}).metrics_listen == "127.0.0.1:9464"

@@ -267,3 +267,43 @@ def test_the_first_subscribe_message_must_open(world: World) -> None:
     error = asyncio.run(run())
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(error)[0] == "INVALID_FIELD"
+
+
+def test_stop_while_waiting_ends_the_run_cleanly(world: World) -> None:
+    async def run() -> None:
+        subscriber = Subscriber(
+            world.gateway.target, world.systems["CIVIL-AFFAIRS"].token, "RESIDENTS", insecure=True
+        )
+        asyncio.get_running_loop().call_later(0.5, subscriber.stop)
+        await asyncio.wait_for(subscriber.run(lambda batch: None), 10)
+        await subscriber.close()
+
+    asyncio.run(run())
+
+
+def test_a_long_lived_subscriber_survives_a_later_gateway_restart(world: World) -> None:
+    async def run() -> list[str]:
+        got: list[str] = []
+        subscriber = Subscriber(
+            world.gateway.target,
+            world.systems["CIVIL-AFFAIRS"].token,
+            "RESIDENTS",
+            insecure=True,
+            retry_seconds=2.0,
+        )
+
+        def handle(batch: ReceivedBatch) -> None:
+            got.append(batch.batch_id)
+            if len(got) == 2:
+                subscriber.stop()
+
+        task = asyncio.ensure_future(subscriber.run(handle))
+        await asyncio.to_thread(publish_batches, world, 1)
+        await asyncio.sleep(3.0)  # longer than the retry budget, with no failure in it
+        await asyncio.to_thread(world.gateway.restart)
+        await asyncio.to_thread(publish_batches, world, 1, 2, 1)
+        await asyncio.wait_for(task, 20)
+        await subscriber.close()
+        return got
+
+    assert asyncio.run(run()) == ["b-510104-0", "b-510104-1"]
