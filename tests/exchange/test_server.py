@@ -72,9 +72,10 @@ def test_metrics_are_served_for_prometheus(tmp_path: Path) -> None:
 
 
 def test_a_gateway_refuses_to_start_without_tls_and_leaves_no_files(tmp_path: Path) -> None:
+    import asyncio
+
     from exchange.server import Gateway
     from exchange.settings import Settings
-    import asyncio
 
     settings = Settings.load({"data_dir": tmp_path / "gw", "metrics_listen": ""}, env={})
     with pytest.raises(ValueError, match="--insecure"):
