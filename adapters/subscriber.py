@@ -12,9 +12,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,19 @@ from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 @dataclass(frozen=True)
 class ReceivedBatch:
-    """A verified, decoded delivery.
+    """A verified delivery; its records are decoded when first read.
 
     Attributes:
         offset: Position in the gateway's log (what is acknowledged).
         batch_id: The publisher's batch id.
         resource: Resource code.
         publisher_system: Code of the publishing system.
-        records: Decoded records (dicts), only the fields the grant allows.
+        raw_records: The Avro binary records as delivered (a sink that stores Avro as
+            is never needs to decode them).
         schema: The delivered schema.
         provider_verified: The publisher's own signature was checked too (possible
             when the grant delivers the records unchanged).
-        delivery_attempt: 1 the first time, more when delivered again.
+        delivery_attempt: 1 the first time on this stream, more when sent again.
         raw: The delivered message as received.
     """
 
@@ -52,11 +54,17 @@ class ReceivedBatch:
     batch_id: str
     resource: str
     publisher_system: str
-    records: list[Any]
+    raw_records: Sequence[bytes]
     schema: schemas.ParsedSchema
     provider_verified: bool
     delivery_attempt: int
     raw: exchange_pb2.DeliveredBatch
+
+    @functools.cached_property
+    def records(self) -> list[Any]:
+        """The records decoded with the delivered schema: only the fields the grant allows."""
+        parsed = self.schema.parsed
+        return [schemaless_reader(io.BytesIO(raw), parsed, None) for raw in self.raw_records]
 
 
 Handler = Callable[[ReceivedBatch], Awaitable[None] | None]
@@ -189,7 +197,7 @@ class Subscriber:
                 if response is grpc.aio.EOF:
                     return
                 self._backoff.succeeded()
-                if self._stopping:
+                if self._stopped():
                     continue  # not handled, not acked: the gateway sends it again later
                 self._handling = True
                 try:
@@ -204,7 +212,7 @@ class Subscriber:
                         ack=exchange_pb2.DeliveryAck(offset=received.offset)
                     )
                 )
-                if self._stopping:
+                if self._stopped():
                     self._half_close()
         finally:
             self._acks = None
@@ -233,10 +241,6 @@ class Subscriber:
             raise VerificationError(f"gateway signature of batch {delivered.batch_id} is invalid")
         self.signatures_verified += 1
         schema = self._schema(delivered)
-        records = []
-        for raw in delivered.records:
-            buffer = io.BytesIO(raw)
-            records.append(schemaless_reader(buffer, schema.parsed, None))
         provider_ok = False
         if self._verify_provider:
             provider_ok = await self._verify_provider_signature(delivered)
@@ -245,7 +249,7 @@ class Subscriber:
             batch_id=delivered.batch_id,
             resource=delivered.resource,
             publisher_system=delivered.publisher_system,
-            records=records,
+            raw_records=delivered.records,
             schema=schema,
             provider_verified=provider_ok,
             delivery_attempt=delivered.delivery_attempt,

@@ -11,6 +11,7 @@ countersigned by the gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import time
@@ -257,9 +258,7 @@ class _Stream:
             metrics.RECORDS_DELIVERED.labels(self.resource).inc(head.records)
             advanced = True
         if advanced:
-            await self.path.log.commit_cursor(
-                self.system, self.resource, self.subscription, self.cursor
-            )
+            self.path.log.move_cursor(self.system, self.resource, self.subscription, self.cursor)
         self.wake.set()
 
     def _check_grant(self) -> None:
@@ -278,31 +277,20 @@ class _Stream:
         self.last_sent = self.cursor
 
     async def _idle(self) -> None:
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.wake.wait())]
-        if len(self.in_flight) < self.window:
-            generation = self.path.log.generation(self.resource)
-            waiters.append(
-                asyncio.ensure_future(
-                    self.path.log.wait_for_append(self.resource, generation, IDLE_WAIT_SECONDS)
-                )
-            )
-        try:
-            await asyncio.wait(
-                waiters, timeout=IDLE_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self.wake.clear()
+        """Waits for an ack, a new batch of the resource, or the idle tick."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), IDLE_WAIT_SECONDS)
 
     async def run(
         self, iterator: AsyncIterator[exchange_pb2.SubscribeRequest]
     ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
         reader = asyncio.create_task(self._read_acks(iterator))
+        self.path.log.watch(self.resource, self.wake)
         try:
             while not self.closed:
                 self._check_grant()
                 self._expire_unacked()
+                self.wake.clear()  # before reading: an append or ack from now on wakes us
                 room = self.window - len(self.in_flight)
                 rows = (
                     await self.path.log.read_after(self.resource, self.last_sent, room)
@@ -328,4 +316,5 @@ class _Stream:
             if self.error is not None:
                 raise self.error
         finally:
+            self.path.log.unwatch(self.resource, self.wake)
             reader.cancel()

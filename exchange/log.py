@@ -9,7 +9,9 @@ deliveries. Storage grows on disk, not in memory.
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,15 @@ from typing import Any, TypeVar
 from catalog.errors import AlreadyExists, Reason
 
 T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Appended], outcome: Appended | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -98,20 +109,42 @@ class StoredBatch:
     payload: bytes
 
 
+@dataclass
+class _Append:
+    batch: NewBatch
+    future: asyncio.Future[Appended]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+_WAKE = object()
+GROUP_LIMIT = 256
+
+
 class RecordLog:
-    """SQLite record log with per-resource change notification."""
+    """SQLite record log with group commit and per-resource change notification.
+
+    Appends and cursor moves queued while the writer thread commits are written
+    together in the next transaction: one fsync for many batches when publishers are
+    busy, and still one transaction per batch when they are not.
+    """
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="lijiao-log-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="lijiao-log-reader")
         self._synchronous = synchronous
         self._write_conn = self._connect()
         self._write_conn.executescript(_SCHEMA)
         self._read_conn = self._connect()
-        self._generations: dict[str, int] = defaultdict(int)
-        self._events: dict[str, asyncio.Event] = {}
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="lijiao-log-reader")
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._cursor_lock = threading.Lock()
+        self._pending_cursors: dict[tuple[str, str, str], int] = {}
+        self._writer = threading.Thread(
+            target=self._write_loop, name="lijiao-log-writer", daemon=True
+        )
+        self._writer.start()
+        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
@@ -129,46 +162,96 @@ class RecordLog:
         Raises:
             AlreadyExists: BATCH_ID_REUSED when the batch id is stored with other content.
         """
-        result: Appended = await self._run(self._writer, self._append, batch)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Appended] = loop.create_future()
+        self._jobs.put(_Append(batch, future, loop))
+        result = await future
         if not result.duplicate:
-            self._generations[batch.resource] += 1
-            event = self._events.pop(batch.resource, None)
-            if event is not None:
+            for event in self._watchers.get(batch.resource, ()):
                 event.set()
         return result
 
-    def _append(self, b: NewBatch) -> Appended:
+    def watch(self, resource: str, event: asyncio.Event) -> None:
+        """Sets ``event`` whenever a new batch of ``resource`` is appended."""
+        self._watchers[resource].add(event)
+
+    def unwatch(self, resource: str, event: asyncio.Event) -> None:
+        """Stops setting ``event``."""
+        self._watchers[resource].discard(event)
+
+    def _write_loop(self) -> None:
+        while True:
+            jobs = [self._jobs.get()]
+            while len(jobs) < GROUP_LIMIT:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            appends = [job for job in jobs if isinstance(job, _Append)]
+            with self._cursor_lock:
+                cursors, self._pending_cursors = self._pending_cursors, {}
+            if appends or cursors:
+                self._commit_group(appends, cursors)
+            if any(job is _STOP for job in jobs):
+                return
+
+    def _commit_group(
+        self, appends: list[_Append], cursors: dict[tuple[str, str, str], int]
+    ) -> None:
         conn = self._write_conn
+        outcomes: list[Appended | BaseException] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in appends:
+                try:
+                    outcomes.append(self._insert(conn, job.batch))
+                except AlreadyExists as refusal:
+                    outcomes.append(refusal)
+            now = time.time_ns()
+            conn.executemany(
+                "INSERT INTO cursors (system, resource, subscription, position, updated_ns) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, resource, subscription) DO UPDATE "
+                "SET position = max(position, excluded.position), "
+                "updated_ns = excluded.updated_ns",
+                [(*key, position, now) for key, position in cursors.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [exc] * len(appends)
+            with self._cursor_lock:  # keep the moves for the next try
+                for key, position in cursors.items():
+                    self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
+        for job, outcome in zip(appends, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, b: NewBatch) -> Appended:
         existing = conn.execute(
             "SELECT position, digest, stored_ns FROM batches WHERE batch_id = ?", (b.batch_id,)
         ).fetchone()
         if existing is not None:
-            return self._duplicate(b, existing)
+            return RecordLog._duplicate(b, existing)
         stored = time.time_ns()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(
-                "INSERT INTO batches (resource, batch_id, publisher, sequence, fingerprint, "
-                "digest, record_count, byte_count, received_ns, stored_ns, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    b.resource,
-                    b.batch_id,
-                    b.publisher,
-                    b.sequence,
-                    b.fingerprint,
-                    b.digest,
-                    b.record_count,
-                    b.byte_count,
-                    b.received_ns,
-                    stored,
-                    b.payload,
-                ),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        cur = conn.execute(
+            "INSERT INTO batches (resource, batch_id, publisher, sequence, fingerprint, "
+            "digest, record_count, byte_count, received_ns, stored_ns, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                b.resource,
+                b.batch_id,
+                b.publisher,
+                b.sequence,
+                b.fingerprint,
+                b.digest,
+                b.record_count,
+                b.byte_count,
+                b.received_ns,
+                stored,
+                b.payload,
+            ),
+        )
         return Appended(int(cur.lastrowid or 0), False, stored)
 
     @staticmethod
@@ -183,16 +266,6 @@ class RecordLog:
             )
         return Appended(position, True, stored)
 
-    async def find(self, batch_id: str) -> tuple[int, bytes, int] | None:
-        """Returns (position, digest, stored_ns) of a stored batch id, if any."""
-        row: tuple[int, bytes, int] | None = await self._run(
-            self._reader,
-            lambda: self._read_conn.execute(
-                "SELECT position, digest, stored_ns FROM batches WHERE batch_id = ?", (batch_id,)
-            ).fetchone(),
-        )
-        return row
-
     async def read_after(self, resource: str, position: int, limit: int) -> list[StoredBatch]:
         """Returns up to ``limit`` batches of a resource after ``position``, in order."""
         rows = await self._run(self._reader, self._read_after, resource, position, limit)
@@ -205,20 +278,6 @@ class RecordLog:
             (resource, position, limit),
         ).fetchall()
 
-    def generation(self, resource: str) -> int:
-        """Counts the appends of ``resource`` by this process (for change waiting)."""
-        return self._generations[resource]
-
-    async def wait_for_append(self, resource: str, generation: int, seconds: float) -> None:
-        """Waits until ``resource`` has moved past ``generation`` or ``seconds`` pass."""
-        if self._generations[resource] != generation:
-            return
-        event = self._events.setdefault(resource, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return
-
     async def cursor(self, system: str, resource: str, subscription: str) -> int:
         """Returns the last acknowledged position of a subscription (0 when new)."""
         row = await self._run(
@@ -229,21 +288,19 @@ class RecordLog:
                 (system, resource, subscription),
             ).fetchone(),
         )
-        return int(row[0]) if row else 0
+        with self._cursor_lock:
+            pending = self._pending_cursors.get((system, resource, subscription), 0)
+        return max(int(row[0]) if row else 0, pending)
 
-    async def commit_cursor(
-        self, system: str, resource: str, subscription: str, position: int
-    ) -> None:
-        """Durably moves a subscription's cursor forward to ``position``."""
-        await self._run(self._writer, self._commit_cursor, system, resource, subscription, position)
+    def move_cursor(self, system: str, resource: str, subscription: str, position: int) -> None:
+        """Moves a subscription's cursor forward; committed with the writer's next group.
 
-    def _commit_cursor(self, system: str, resource: str, subscription: str, position: int) -> None:
-        self._write_conn.execute(
-            "INSERT INTO cursors (system, resource, subscription, position, updated_ns) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, resource, subscription) DO UPDATE "
-            "SET position = max(position, excluded.position), updated_ns = excluded.updated_ns",
-            (system, resource, subscription, position, time.time_ns()),
-        )
+        A crash before that commit only means the batches are delivered again.
+        """
+        key = (system, resource, subscription)
+        with self._cursor_lock:
+            self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
+        self._jobs.put(_WAKE)
 
     async def stats(self) -> dict[str, int]:
         """Counts of stored batches and records (for summaries and tests)."""
@@ -256,8 +313,9 @@ class RecordLog:
         return {"batches": int(row[0]), "records": int(row[1])}
 
     def close(self) -> None:
-        """Finishes pending work and closes the database."""
-        self._writer.shutdown(wait=True)
+        """Commits what is queued and closes the database."""
+        self._jobs.put(_STOP)
+        self._writer.join()
         self._reader.shutdown(wait=True)
         self._write_conn.close()
         self._read_conn.close()

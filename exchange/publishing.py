@@ -157,10 +157,8 @@ class PublishPath:
         """
         received = time.time_ns()
         digest, size = self.verify(identity, batch)
-        known = await self.log.find(batch.batch_id)
-        if known is None or known[1] != digest:
-            parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
-            decode_records(batch.records, parsed.validator)
+        parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
+        decode_records(batch.records, parsed.validator)
         entry = NewBatch(
             resource=batch.resource,
             batch_id=batch.batch_id,
