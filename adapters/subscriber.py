@@ -155,6 +155,8 @@ class Subscriber:
                         exchange_pb2.GetGatewayKeyRequest(), metadata=self._metadata
                     )
                     self._gateway_key = response.public_key
+                if self._stopped():
+                    return
                 await self._stream(handler)
             except grpc.aio.AioRpcError as error:
                 if self._stopped():
@@ -186,7 +188,12 @@ class Subscriber:
 
         self._call = call = self._stub.Subscribe(requests(), metadata=self._metadata)
         self._acks = acks
+        if self._stopped():
+            self._half_close()
         try:
+            metadata = await call.initial_metadata()
+            if metadata is not None and dict(metadata).get("lijiao-subscription") == "open":
+                self._backoff.succeeded()  # connected: a later failure gets a fresh budget
             while True:
                 try:
                     response = await call.read()
@@ -215,6 +222,7 @@ class Subscriber:
                 if self._stopped():
                     self._half_close()
         finally:
+            acks.put_nowait(None)  # ends the request generator whatever happened
             self._acks = None
             self._call = None
             if not call.done():

@@ -12,25 +12,6 @@ from fastavro.schema import fingerprint as _fingerprint
 
 from catalog.errors import InvalidArgument, Reason
 
-# Logical types for which every value of the underlying type is valid: checking the
-# underlying type is the whole check, and skipping the conversion to datetime or
-# Decimal makes the gateway's validation about three times faster.
-_UNCHECKED_LOGICAL_TYPES = frozenset(
-    {
-        "decimal",
-        "date",
-        "time-millis",
-        "time-micros",
-        "timestamp-millis",
-        "timestamp-micros",
-        "timestamp-nanos",
-        "local-timestamp-millis",
-        "local-timestamp-micros",
-        "local-timestamp-nanos",
-        "duration",
-    }
-)
-
 
 @dataclass(frozen=True)
 class ParsedSchema:
@@ -41,15 +22,12 @@ class ParsedSchema:
         canonical_form: Avro Parsing Canonical Form.
         fingerprint: CRC-64-AVRO fingerprint, 8 bytes little endian (as on the wire).
         parsed: fastavro's parsed form, ready for reading and writing records.
-        validator: fastavro's parsed form for checking that records decode: logical
-            types that accept every underlying value are read as that value.
     """
 
     definition: Any
     canonical_form: str
     fingerprint: bytes
     parsed: Any
-    validator: Any
 
     @property
     def fingerprint_hex(self) -> str:
@@ -89,23 +67,4 @@ def parse(definition: str | Any) -> ParsedSchema:
         raise InvalidArgument(
             Reason.INVALID_SCHEMA, f"the schema is not a valid Avro schema: {exc}"
         ) from exc
-    return ParsedSchema(
-        definition,
-        canonical,
-        fingerprint_of(canonical),
-        parse_schema(definition),
-        parse_schema(_structural(definition)),
-    )
-
-
-def _structural(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_structural(item) for item in node]
-    if isinstance(node, dict):
-        drop = node.get("logicalType") in _UNCHECKED_LOGICAL_TYPES
-        return {
-            key: _structural(value)
-            for key, value in node.items()
-            if not (drop and key in ("logicalType", "precision", "scale"))
-        }
-    return node
+    return ParsedSchema(definition, canonical, fingerprint_of(canonical), parse_schema(definition))

@@ -113,12 +113,16 @@ def _decode_token(token: str) -> Any:
         after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
     except (ValueError, KeyError, TypeError) as exc:
         after = exc
-    if isinstance(after, bool) or not isinstance(after, str | int):
+    if isinstance(after, bool) or not isinstance(after, str | int) or not _in_int64(after):
         raise InvalidArgument(
             Reason.INVALID_PAGE_TOKEN,
             "page_token is not one this gateway issued; start again without it",
         )
     return after
+
+
+def _in_int64(value: str | int) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
 def _encode_token(after: Any) -> str:

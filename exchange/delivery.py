@@ -36,6 +36,7 @@ DEFAULT_IN_FLIGHT = 16
 MAX_IN_FLIGHT = 1000
 IDLE_WAIT_SECONDS = 0.5
 GRANT_CHECK_SECONDS = 1.0
+OPEN_MARKER = "lijiao-subscription"
 
 
 @dataclass
@@ -164,9 +165,17 @@ class DeliveryPath:
         return grant
 
     async def serve(
-        self, identity: Identity, requests: AsyncIterator[exchange_pb2.SubscribeRequest]
+        self,
+        identity: Identity,
+        requests: AsyncIterator[exchange_pb2.SubscribeRequest],
+        context: Any,
     ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
-        """Runs one Subscribe stream until the subscriber closes it."""
+        """Runs one Subscribe stream until the subscriber closes it.
+
+        Once the subscription is accepted, the initial metadata carries
+        ``lijiao-subscription: open`` so the subscriber knows it is connected before any
+        batch arrives.
+        """
         iterator = requests.__aiter__()
         try:
             first = await iterator.__anext__()
@@ -188,6 +197,7 @@ class DeliveryPath:
             raise PermissionDenied(Reason.ROLE_NOT_ALLOWED, "only systems subscribe")
         grant = self._current_grant(system, resource)
         cursor = await self.log.cursor(system, resource, subscription)
+        await context.send_initial_metadata(((OPEN_MARKER, "open"),))
         stream = _Stream(self, identity, resource, subscription, window, grant, cursor)
         async for response in stream.run(iterator):
             yield response

@@ -42,7 +42,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         identity: Identity,
         context: Any,
     ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
-        async for response in self.delivery.serve(identity, requests):
+        async for response in self.delivery.serve(identity, requests, context):
             yield response
 
     @unary()

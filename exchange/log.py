@@ -32,6 +32,7 @@ def _settle(future: asyncio.Future[Appended], outcome: Appended | BaseException)
     else:
         future.set_result(outcome)
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     position     INTEGER PRIMARY KEY AUTOINCREMENT,

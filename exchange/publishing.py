@@ -158,7 +158,7 @@ class PublishPath:
         received = time.time_ns()
         digest, size = self.verify(identity, batch)
         parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
-        decode_records(batch.records, parsed.validator)
+        decode_records(batch.records, parsed.parsed)
         entry = NewBatch(
             resource=batch.resource,
             batch_id=batch.batch_id,

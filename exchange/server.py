@@ -88,7 +88,7 @@ class Gateway:
             catalog = Catalog(sessions)
             record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)
             cleanup.callback(record_log.close)
-            for path in settings.data_dir.glob("*.db"):
+            for path in settings.data_dir.glob("*.db*"):
                 path.chmod(0o600)
             signer = load_or_create_gateway_key(settings)
             server, health_servicer = _build_server(settings, catalog, record_log, signer)
@@ -162,9 +162,11 @@ def _start_metrics(listen: str) -> Any:
 def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """Returns TLS credentials, None for an explicit --insecure, or refuses."""
     if settings.tls_cert and settings.tls_key:
-        return grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
-        )
+        try:
+            pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"cannot read the TLS files: {exc}") from exc
+        return grpc.ssl_server_credentials([pair])
     if settings.insecure:
         print(
             "WARNING: serving without TLS (--insecure): tokens and records travel in plaintext; "
@@ -181,6 +183,7 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def _lock_data_dir(data_dir: Path) -> TextIO:
     """Creates the data directory (owner-only) and holds its lock for this process."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     handle = (data_dir / "gateway.lock").open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -252,8 +252,9 @@ def test_a_forged_page_token_is_refused(catalog: Catalog) -> None:
     import base64
 
     refusal("INVALID_PAGE_TOKEN", catalog.list_departments, page_token="garbage!")
-    crafted = base64.urlsafe_b64encode(b'{"after": {"x": 1}}').decode()
-    refusal("INVALID_PAGE_TOKEN", catalog.list_departments, page_token=crafted)
+    for after in (b'{"x": 1}', b"10000000000000000000000000000000", b"true", b"null"):
+        crafted = base64.urlsafe_b64encode(b'{"after": ' + after + b"}").decode()
+        refusal("INVALID_PAGE_TOKEN", catalog.list_departments, page_token=crafted)
 
 
 def test_a_new_schema_version_keeps_the_key_and_region_fields(catalog: Catalog) -> None:

@@ -42,7 +42,7 @@ def test_a_different_schema_has_a_different_fingerprint() -> None:
 def test_the_validator_accepts_every_record_the_schema_writes(serial: int) -> None:
     parsed = schemas.parse(RESIDENT_SCHEMA)
     raw = encode(parsed, resident(serial))
-    (decoded,) = decode_records([raw], parsed.validator)
+    (decoded,) = decode_records([raw], parsed.parsed)
     assert decoded["serial"] == serial
     assert schemaless_reader(io.BytesIO(raw), parsed.parsed, None) == resident(serial)
 
@@ -51,12 +51,26 @@ def test_the_validator_accepts_every_record_the_schema_writes(serial: int) -> No
 def test_the_validator_never_crashes_on_garbage(garbage: bytes) -> None:
     parsed = schemas.parse(RESIDENT_SCHEMA)
     try:
-        decode_records([garbage], parsed.validator)
+        decode_records([garbage], parsed.parsed)
     except InvalidArgument as refusal:
         assert refusal.reason == "RECORD_DECODE_FAILED"
 
 
-def test_the_validator_still_checks_uuid_strings() -> None:
+def test_values_a_subscriber_could_not_decode_are_refused() -> None:
+    schema = {
+        "type": "record",
+        "name": "T",
+        "fields": [{"name": "day", "type": {"type": "int", "logicalType": "date"}}],
+    }
+    parsed = schemas.parse(schema)
+    structural = schemas.parse(
+        {"type": "record", "name": "T", "fields": [{"name": "day", "type": "int"}]}
+    )
+    with pytest.raises(InvalidArgument):
+        decode_records([encode(structural, {"day": 10**8})], parsed.parsed)
+
+
+def test_the_validator_checks_uuid_strings() -> None:
     schema = {
         "type": "record",
         "name": "T",
@@ -64,13 +78,13 @@ def test_the_validator_still_checks_uuid_strings() -> None:
     }
     parsed = schemas.parse(schema)
     good = encode(parsed, {"id": uuid.uuid4()})
-    decode_records([good], parsed.validator)
+    decode_records([good], parsed.parsed)
     structural = schemas.parse(
         {"type": "record", "name": "T", "fields": [{"name": "id", "type": "string"}]}
     )
     bad = encode(structural, {"id": "not-a-uuid"})
     with pytest.raises(InvalidArgument):
-        decode_records([bad], parsed.validator)
+        decode_records([bad], parsed.parsed)
 
 
 def test_truncated_records_are_refused() -> None:
@@ -78,5 +92,5 @@ def test_truncated_records_are_refused() -> None:
     raw = encode(parsed, resident(42))
     for cut in (1, len(raw) // 2, len(raw) - 1):
         with pytest.raises(InvalidArgument) as refusal:
-            decode_records([raw, raw[:cut]], parsed.validator)
+            decode_records([raw, raw[:cut]], parsed.parsed)
         assert refusal.value.metadata == {"record_index": "1"}

@@ -104,3 +104,25 @@ def test_an_empty_metrics_variable_turns_metrics_off() -> None:
 
     assert Settings.load(env={"LIJIAO_METRICS_LISTEN": ""}).metrics_listen == ""
     assert Settings.load(env={}).metrics_listen == "127.0.0.1:9464"
+
+
+def test_an_unreadable_tls_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read the TLS files"):
+        RunningGateway(
+            tmp_path / "gw",
+            insecure=False,
+            tls_cert=tmp_path / "missing.pem",
+            tls_key=tmp_path / "missing-key.pem",
+        )
+
+
+def test_an_existing_data_directory_is_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "gw"
+    data_dir.mkdir(mode=0o755)
+    gateway = RunningGateway(data_dir)
+    try:
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        for path in data_dir.glob("*.db*"):
+            assert path.stat().st_mode & 0o077 == 0, path
+    finally:
+        gateway.stop()

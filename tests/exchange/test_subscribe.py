@@ -307,3 +307,45 @@ def test_a_long_lived_subscriber_survives_a_later_gateway_restart(world: World) 
         return got
 
     assert asyncio.run(run()) == ["b-510104-0", "b-510104-1"]
+
+
+def test_stop_right_after_run_starts_returns(world: World) -> None:
+    async def run() -> None:
+        subscriber = Subscriber(
+            world.gateway.target, world.systems["CIVIL-AFFAIRS"].token, "RESIDENTS", insecure=True
+        )
+        asyncio.get_running_loop().call_soon(subscriber.stop)
+        await asyncio.wait_for(subscriber.run(lambda batch: None), 10)
+        await subscriber.close()
+
+    asyncio.run(run())
+
+
+def test_an_idle_subscriber_survives_gateway_restarts_spaced_beyond_its_budget(
+    world: World,
+) -> None:
+    async def run() -> list[str]:
+        got: list[str] = []
+        subscriber = Subscriber(
+            world.gateway.target,
+            world.systems["CIVIL-AFFAIRS"].token,
+            "RESIDENTS",
+            insecure=True,
+            retry_seconds=1.5,
+        )
+
+        def handle(batch: ReceivedBatch) -> None:
+            got.append(batch.batch_id)
+            subscriber.stop()
+
+        task = asyncio.ensure_future(subscriber.run(handle))
+        for _ in range(2):
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(world.gateway.restart)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(publish_batches, world, 1)
+        await asyncio.wait_for(task, 20)
+        await subscriber.close()
+        return got
+
+    assert asyncio.run(run()) == ["b-510104-0"]
