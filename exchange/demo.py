@@ -348,7 +348,8 @@ def _summary(
         f"  rejections                {1 if refusal else 0:>12,}  ({refusal or 'none'}: "
         "deny by default)",
         f"  seconds                   {seconds:>12.2f}",
-        f"  records per second        {rate:>12,.0f}",
+        f"  records per second        {rate:>12,.0f}  (all in this one process: generate, "
+        "publish, deliver, verify, compare; benchmarks/ measures the gateway)",
         f"  result                    {'OK: every record arrived intact' if ok else 'FAILED'}",
     ]
     print("\n".join(lines))
