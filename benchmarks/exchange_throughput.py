@@ -939,7 +939,7 @@ def _setup_catalog(target: str, data_dir: Path) -> tuple[str, str, Any]:
                 metadata=admin,
                 timeout=30,
             )
-        stub.CreateResource(
+        created = stub.CreateResource(
             pb.CreateResourceRequest(
                 resource=pb.Resource(
                     code=RESOURCE,
@@ -967,7 +967,15 @@ def _setup_catalog(target: str, data_dir: Path) -> tuple[str, str, Any]:
         )
         stub.CreateGrant(
             pb.CreateGrantRequest(
-                grant=pb.Grant(resource=RESOURCE, grantee_system=SUBSCRIBER_SYSTEM)
+                grant=pb.Grant(
+                    resource=RESOURCE,
+                    grantee_system=SUBSCRIBER_SYSTEM,
+                    clear_fields=[
+                        f.name
+                        for f in created.resource.fields
+                        if f.sensitivity != pb.SENSITIVITY_NONE
+                    ],
+                )
             ),
             metadata=admin,
             timeout=30,

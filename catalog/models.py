@@ -118,8 +118,33 @@ class Role(enum.StrEnum):
 
     SYSTEM = "SYSTEM"
     DATA_OFFICER = "DATA_OFFICER"
+    PLATFORM_OFFICER = "PLATFORM_OFFICER"
     AUDITOR = "AUDITOR"
     ADMINISTRATOR = "ADMINISTRATOR"
+
+
+class RequestKind(enum.StrEnum):
+    """An access request, or a data backflow (数据回流) request."""
+
+    ACCESS = "ACCESS"
+    BACKFLOW = "BACKFLOW"
+
+
+class RequestState(enum.StrEnum):
+    """Where a request is in its workflow."""
+
+    SUBMITTED = "SUBMITTED"
+    UNDER_REVIEW = "UNDER_REVIEW"
+    PENDING_PROVIDER = "PENDING_PROVIDER"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class CorrectionState(enum.StrEnum):
+    """A flagged record (疑义数据): open until the provider answers."""
+
+    OPEN = "OPEN"
+    ANSWERED = "ANSWERED"
 
 
 def _enum(kind: type[enum.Enum]) -> Enum:
@@ -192,6 +217,7 @@ class Resource(Base):
     region_field: Mapped[str] = mapped_column(String(128), default="")
     fields: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     compatibility: Mapped[str] = mapped_column(String(32), default="BACKWARD")
+    backflow_eligible: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[Department] = relationship(lazy="joined")
@@ -230,9 +256,11 @@ class Grant(Base):
     resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"))
     grantee_system_id: Mapped[int] = mapped_column(ForeignKey("systems.id"))
     fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    clear_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
     region_filter: Mapped[str] = mapped_column(String(12), default="")
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     origin: Mapped[GrantOrigin] = mapped_column(_enum(GrantOrigin))
+    request_id: Mapped[str] = mapped_column(String(40), default="")
     status: Mapped[GrantStatus] = mapped_column(_enum(GrantStatus), default=GrantStatus.ACTIVE)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -247,6 +275,98 @@ class Grant(Base):
         if self.status is not GrantStatus.ACTIVE:
             return False
         return self.expires_at is None or now < self.expires_at
+
+
+class AccessRequest(Base):
+    """A department's request to receive a resource, and its decision."""
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind))
+    state: Mapped[RequestState] = mapped_column(_enum(RequestState))
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"))
+    requesting_system_id: Mapped[int] = mapped_column(ForeignKey("systems.id"))
+    requester: Mapped[str] = mapped_column(String(128))
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    duration_days: Mapped[int] = mapped_column(Integer)
+    region_filter: Mapped[str] = mapped_column(String(12), default="")
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(128), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    grant_id: Mapped[str] = mapped_column(String(40), default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resource: Mapped[Resource] = relationship(lazy="joined")
+    requesting_system: Mapped[System] = relationship(lazy="joined")
+    transitions: Mapped[list[RequestTransition]] = relationship(
+        back_populates="request", order_by="RequestTransition.id", lazy="selectin"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's own form)
+
+
+class RequestTransition(Base):
+    """One step of a request: who moved it, when, from where to where, and why."""
+
+    __tablename__ = "request_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id"))
+    from_state: Mapped[str] = mapped_column(String(32), default="")
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    request: Mapped[AccessRequest] = relationship(back_populates="transitions")
+
+
+class BackflowEnrolment(Base):
+    """A district or town enrolled in proactive backflow (主动式数据回流)."""
+
+    __tablename__ = "backflow_enrolments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    enrolled_by: Mapped[str] = mapped_column(String(128))
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    withdrawn_by: Mapped[str] = mapped_column(String(128), default="")
+    withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
+    withdraw_reason: Mapped[str] = mapped_column(Text, default="")
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class Correction(Base):
+    """A delivered record a consumer flagged as wrong (疑义数据), and the provider's answer."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"))
+    batch_id: Mapped[str] = mapped_column(String(128))
+    record_key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text)
+    flagged_by: Mapped[str] = mapped_column(String(128))
+    flagging_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    state: Mapped[CorrectionState] = mapped_column(
+        _enum(CorrectionState), default=CorrectionState.OPEN
+    )
+    answer: Mapped[str] = mapped_column(Text, default="")
+    answered_by: Mapped[str] = mapped_column(String(128), default="")
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resource: Mapped[Resource] = relationship(lazy="joined")
+    flagging_department: Mapped[Department] = relationship(lazy="joined")
 
 
 class Principal(Base):

@@ -87,6 +87,7 @@ class ResourceSpec:
     region_field: str = ""
     fields: Sequence[FieldSpec] = ()
     compatibility: compatibility.CompatibilityMode = compatibility.CompatibilityMode.BACKWARD
+    backflow_eligible: bool = False
 
 
 def _require(actor: Identity, *roles: Role) -> None:
@@ -125,6 +126,22 @@ def _in_int64(value: str | int) -> bool:
     return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
+def _maskable(avro_type: Any) -> bool:
+    """Whether every value of a type is built from strings and nulls only."""
+    if isinstance(avro_type, list):
+        return all(_maskable(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "record":
+            return all(_maskable(f["type"]) for f in avro_type.get("fields", []))
+        if kind == "array":
+            return _maskable(avro_type.get("items"))
+        if kind == "map":
+            return _maskable(avro_type.get("values"))
+        return _maskable(kind)
+    return avro_type in ("string", "null")
+
+
 def _encode_token(after: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
 
@@ -137,13 +154,24 @@ class Catalog:
 
     # --- paging ---------------------------------------------------------------------
 
-    def _page(self, query: Select[Any], key: Any, page_size: int, page_token: str) -> Page[Any]:
+    def page(self, query: Select[Any], key: Any, page_size: int, page_token: str) -> Page[Any]:
+        """Runs one page of ``query`` in ascending order of ``key`` (keyset paging)."""
+        return self._keyset(query, key, page_size, page_token, descending=False)
+
+    def page_desc(self, query: Select[Any], key: Any, page_size: int, page_token: str) -> Page[Any]:
+        """Runs one page of ``query`` in descending order of ``key``."""
+        return self._keyset(query, key, page_size, page_token, descending=True)
+
+    def _keyset(
+        self, query: Select[Any], key: Any, page_size: int, page_token: str, *, descending: bool
+    ) -> Page[Any]:
         size = _page_size(page_size)
         after = _decode_token(page_token)
         if after is not None:
-            query = query.where(key > after)
+            query = query.where(key < after if descending else key > after)
+        order = key.desc() if descending else key
         with self.sessions() as session:
-            rows = list(session.scalars(query.order_by(key).limit(size + 1)).unique())
+            rows = list(session.scalars(query.order_by(order).limit(size + 1)).unique())
         more = len(rows) > size
         rows = rows[:size]
         token = _encode_token(getattr(rows[-1], key.key)) if more else ""
@@ -178,7 +206,7 @@ class Catalog:
 
     def list_departments(self, page_size: int = 0, page_token: str = "") -> Page[Department]:
         """Pages through departments by code."""
-        return self._page(select(Department), Department.code, page_size, page_token)
+        return self.page(select(Department), Department.code, page_size, page_token)
 
     # --- systems --------------------------------------------------------------------
 
@@ -225,7 +253,7 @@ class Catalog:
         query = select(System)
         if department:
             query = query.join(System.department).where(Department.code == department)
-        return self._page(query, System.code, page_size, page_token)
+        return self.page(query, System.code, page_size, page_token)
 
     # --- resources and schemas ------------------------------------------------------
 
@@ -254,6 +282,16 @@ class Catalog:
                     f"field {name!r} is not a top-level field of the schema "
                     f"(fields: {', '.join(sorted(fields))})",
                     {"field": name},
+                )
+        types = {f["name"]: f["type"] for f in parsed.definition["fields"]}
+        for tagged in spec.fields:
+            if tagged.sensitivity is not Sensitivity.NONE and not _maskable(types[tagged.name]):
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    f"field {tagged.name!r} is tagged {tagged.sensitivity.value} but holds "
+                    "more than strings: a sensitive field must be a string, or a record, "
+                    "array, map or union of strings and nulls, so deliveries can mask it",
+                    {"field": tagged.name},
                 )
         if spec.sharing_type is SharingType.NOT_SHARED and not spec.sharing_conditions.strip():
             raise InvalidArgument(
@@ -290,6 +328,7 @@ class Catalog:
                     for f in spec.fields
                 ],
                 compatibility=spec.compatibility.value,
+                backflow_eligible=spec.backflow_eligible,
             )
             version = SchemaVersion(
                 version=1,
@@ -321,7 +360,7 @@ class Catalog:
         query = select(Resource)
         if owner_department:
             query = query.join(Resource.owner).where(Department.code == owner_department)
-        return self._page(query, Resource.code, page_size, page_token)
+        return self.page(query, Resource.code, page_size, page_token)
 
     def add_schema(self, actor: Identity, resource_code: str, definition: str) -> SchemaVersion:
         """Adds a schema version after the resource's compatibility check.
@@ -392,7 +431,7 @@ class Catalog:
         with self.sessions() as session:
             resource_id = self.resource(session, resource_code).id
         query = select(SchemaVersion).where(SchemaVersion.resource_id == resource_id)
-        return self._page(query, SchemaVersion.version, page_size, page_token)
+        return self.page(query, SchemaVersion.version, page_size, page_token)
 
     # --- grants ---------------------------------------------------------------------
 
@@ -403,6 +442,7 @@ class Catalog:
         resource_code: str,
         system_code: str,
         fields: Sequence[str] = (),
+        clear_fields: Sequence[str] = (),
         region: str = "",
         expires_at: datetime | None = None,
         origin: GrantOrigin = GrantOrigin.ADMINISTRATOR,
@@ -441,6 +481,14 @@ class Catalog:
                         f"field {name!r} is not in the schema of {resource.code!r}",
                         {"field": name},
                     )
+            tagged = {f["name"] for f in resource.fields if f["sensitivity"] != "NONE"}
+            for name in clear_fields:
+                if name not in tagged or (fields and name not in fields):
+                    raise InvalidArgument(
+                        Reason.INVALID_FIELD,
+                        f"clear field {name!r} must be a granted field tagged sensitive",
+                        {"field": "clear_fields"},
+                    )
             if region:
                 validation.region_code("row_filter.region_code", region)
                 if not resource.region_field:
@@ -457,6 +505,7 @@ class Catalog:
                 resource_id=resource.id,
                 grantee_system_id=grantee.id,
                 fields=list(dict.fromkeys(fields)),
+                clear_fields=list(dict.fromkeys(clear_fields)),
                 region_filter=region,
                 expires_at=expires_at,
                 origin=origin,
@@ -487,7 +536,7 @@ class Catalog:
             query = query.join(Grant.resource).where(Resource.code == resource)
         if grantee_system:
             query = query.join(Grant.grantee).where(System.code == grantee_system)
-        return self._page(query, Grant.public_id, page_size, page_token)
+        return self.page(query, Grant.public_id, page_size, page_token)
 
     def active_grant(self, system_code: str, resource_code: str) -> Grant | None:
         """Returns the newest grant letting a system receive a resource now, if any."""

@@ -19,7 +19,8 @@ from exchange.rpc import Authenticator, unary
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """Converts an aware datetime (or None) to a Timestamp (or None)."""
     if value is None:
         return None
     stamp = Timestamp()
@@ -27,11 +28,12 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def _to_wire(wire_enum: Any, prefix: str, value: enum.Enum) -> Any:
+def to_wire(wire_enum: Any, prefix: str, value: enum.Enum) -> Any:
+    """Returns the proto enum number of a domain enum value."""
     return wire_enum.Value(prefix + str(value.value))
 
 
-def _from_wire(
+def from_wire(
     wire_enum: Any, prefix: str, number: int, kind: type[E], field: str, default: E | None = None
 ) -> E:
     name = wire_enum.Name(number).removeprefix(prefix) if number in wire_enum.values() else ""
@@ -47,9 +49,9 @@ def department_message(row: models.Department) -> pb.Department:
     return pb.Department(
         code=row.code,
         name=row.name,
-        level=_to_wire(pb.AdministrativeLevel, "ADMINISTRATIVE_LEVEL_", row.level),
+        level=to_wire(pb.AdministrativeLevel, "ADMINISTRATIVE_LEVEL_", row.level),
         region_code=row.region_code,
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -59,17 +61,17 @@ def system_message(row: models.System) -> pb.System:
         code=row.code,
         name=row.name,
         department=row.department.code,
-        status=_to_wire(pb.SystemStatus, "SYSTEM_STATUS_", row.status),
+        status=to_wire(pb.SystemStatus, "SYSTEM_STATUS_", row.status),
         signing_keys=[
             pb.SigningKey(
                 key_id=k.key_id,
                 public_key=k.public_key,
-                create_time=_ts(k.created_at),
-                revoke_time=_ts(k.revoked_at),
+                create_time=timestamp(k.created_at),
+                revoke_time=timestamp(k.revoked_at),
             )
             for k in row.signing_keys
         ],
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -81,9 +83,9 @@ def resource_message(row: models.Resource) -> pb.Resource:
         owner_department=row.owner.code,
         summary=row.summary,
         format=row.format,
-        sharing_type=_to_wire(pb.SharingType, "SHARING_TYPE_", row.sharing_type),
+        sharing_type=to_wire(pb.SharingType, "SHARING_TYPE_", row.sharing_type),
         sharing_conditions=row.sharing_conditions,
-        classification=_to_wire(pb.Classification, "CLASSIFICATION_", row.classification),
+        classification=to_wire(pb.Classification, "CLASSIFICATION_", row.classification),
         update_cycle=row.update_cycle,
         key_fields=row.key_fields,
         region_field=row.region_field,
@@ -97,7 +99,8 @@ def resource_message(row: models.Resource) -> pb.Resource:
         ],
         compatibility=pb.CompatibilityMode.Value("COMPATIBILITY_MODE_" + row.compatibility),
         latest_schema_version=len(row.schemas),
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
+        backflow_eligible=row.backflow_eligible,
     )
 
 
@@ -109,7 +112,7 @@ def schema_message(row: models.SchemaVersion, resource: str) -> pb.Schema:
         definition=row.definition,
         canonical_form=row.canonical_form,
         fingerprint=bytes.fromhex(row.fingerprint),
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -124,11 +127,14 @@ def grant_message(row: models.Grant) -> pb.Grant:
         grantee_system=row.grantee.code,
         fields=row.fields,
         row_filter=pb.RowFilter(region_code=row.region_filter),
-        expire_time=_ts(row.expires_at),
-        origin=_to_wire(pb.GrantOrigin, "GRANT_ORIGIN_", row.origin),
-        status=_to_wire(pb.GrantStatus, "GRANT_STATUS_", status),
+        expire_time=timestamp(row.expires_at),
+        origin=to_wire(pb.GrantOrigin, "GRANT_ORIGIN_", row.origin),
+        status=to_wire(pb.GrantStatus, "GRANT_STATUS_", status),
         creator=row.created_by,
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
+        clear_fields=row.clear_fields,
+        request_id=row.request_id,
+        revoke_reason=row.revoke_reason,
     )
 
 
@@ -148,7 +154,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             identity,
             code=d.code,
             name=d.name,
-            level=_from_wire(
+            level=from_wire(
                 pb.AdministrativeLevel,
                 "ADMINISTRATIVE_LEVEL_",
                 d.level,
@@ -219,7 +225,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             owner_department=r.owner_department,
             summary=r.summary,
             format=r.format,
-            sharing_type=_from_wire(
+            sharing_type=from_wire(
                 pb.SharingType,
                 "SHARING_TYPE_",
                 r.sharing_type,
@@ -227,7 +233,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 "resource.sharing_type",
             ),
             sharing_conditions=r.sharing_conditions,
-            classification=_from_wire(
+            classification=from_wire(
                 pb.Classification,
                 "CLASSIFICATION_",
                 r.classification,
@@ -241,7 +247,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 service.FieldSpec(
                     name=f.name,
                     description=f.description,
-                    sensitivity=_from_wire(
+                    sensitivity=from_wire(
                         pb.Sensitivity,
                         "SENSITIVITY_",
                         f.sensitivity,
@@ -252,7 +258,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 )
                 for f in r.fields
             ],
-            compatibility=_from_wire(
+            compatibility=from_wire(
                 pb.CompatibilityMode,
                 "COMPATIBILITY_MODE_",
                 r.compatibility,
@@ -260,6 +266,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 "resource.compatibility",
                 CompatibilityMode.BACKWARD,
             ),
+            backflow_eligible=r.backflow_eligible,
         )
         resource, version = self.catalog.create_resource(identity, spec, request.schema)
         resource = self.catalog.get_resource(resource.code)
@@ -324,6 +331,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             resource_code=g.resource,
             system_code=g.grantee_system,
             fields=list(g.fields),
+            clear_fields=list(g.clear_fields),
             region=g.row_filter.region_code,
             expires_at=expires,
         )

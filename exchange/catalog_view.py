@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from catalog import schemas
 from catalog.errors import FailedPrecondition, NotFound, Reason
-from catalog.models import Grant, Resource, SigningKey, System, SystemStatus, utcnow
+from catalog.governance import Governance
+from catalog.models import Resource, Sensitivity, SigningKey, System, SystemStatus, utcnow
 from catalog.service import Catalog
 
 K = TypeVar("K")
@@ -33,6 +34,7 @@ class ResourceView:
     owner_department: str
     region_field: str
     key_fields: tuple[str, ...]
+    tags: dict[str, Sensitivity]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class GrantView:
 
     id: str
     fields: tuple[str, ...]
+    clear_fields: tuple[str, ...]
     region: str
     expires_at: datetime | None
 
@@ -77,8 +80,9 @@ class _TTLCache(dict[Any, tuple[float, Any]]):
 class CatalogView:
     """Cached reads of the catalog for publish and delivery."""
 
-    def __init__(self, catalog: Catalog, ttl: float = 2.0) -> None:
+    def __init__(self, catalog: Catalog, governance: Governance, ttl: float = 2.0) -> None:
         self.catalog = catalog
+        self.governance = governance
         self._resources = _TTLCache(ttl)
         self._systems = _TTLCache(ttl)
         self._grants = _TTLCache(ttl)
@@ -92,8 +96,13 @@ class CatalogView:
                 row = session.scalar(select(Resource).where(Resource.code == code))
                 if row is None:
                     raise NotFound(Reason.UNKNOWN_RESOURCE, f"no resource with code {code!r}")
+                tags = {
+                    f["name"]: Sensitivity(f["sensitivity"])
+                    for f in row.fields
+                    if f["sensitivity"] != Sensitivity.NONE.value
+                }
                 return ResourceView(
-                    row.code, row.owner.code, row.region_field, tuple(row.key_fields)
+                    row.code, row.owner.code, row.region_field, tuple(row.key_fields), tags
                 )
 
         return self._resources.get_or_load(code, load)
@@ -146,9 +155,16 @@ class CatalogView:
         """Returns the active grant for a system and resource, if any."""
 
         def load() -> GrantView | None:
-            row: Grant | None = self.catalog.active_grant(system, resource)
-            if row is None:
+            found = self.governance.effective_grant(system, resource)
+            if found is None:
                 return None
-            return GrantView(row.public_id, tuple(row.fields), row.region_filter, row.expires_at)
+            return GrantView(
+                found.id, found.fields, found.clear_fields, found.region, found.expires_at
+            )
 
         return self._grants.get_or_load((system, resource), load)
+
+    def forget_grants(self) -> None:
+        """Drops cached grants and resources: a revocation takes effect at once."""
+        self._grants.clear()
+        self._resources.clear()

@@ -17,7 +17,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -25,6 +25,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from catalog import schemas, validation
 from catalog.credentials import Identity
 from catalog.errors import InvalidArgument, PermissionDenied, Reason
+from catalog.masks import DEFAULT_POLICY, MaskPolicy
+from catalog.models import Sensitivity
 from exchange import metrics
 from exchange.catalog_view import CatalogView, GrantView
 from exchange.envelope import digest_of_delivery
@@ -48,18 +50,18 @@ class _InFlight:
     acked: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Projection:
-    """How a grant reshapes batches written with one schema."""
+    """How a grant reshapes batches written with one schema: rows, fields, masks."""
 
     writer: Any
     schema: schemas.ParsedSchema
     fields: tuple[str, ...] | None
     region_field: str
     region: str
-    cache: dict[str, Any] = field(default_factory=dict)
+    masked: dict[str, Sensitivity]
 
-    def apply(self, records: Any) -> list[bytes]:
+    def apply(self, records: Any, policy: MaskPolicy) -> list[bytes]:
         out: list[bytes] = []
         for raw in records:
             row: Any = schemaless_reader(io.BytesIO(raw), self.writer, None)
@@ -69,10 +71,21 @@ class _Projection:
                 continue
             if self.fields is not None:
                 row = {name: row[name] for name in self.fields}
+            for name, tag in self.masked.items():
+                row[name] = _mask_value(policy, tag, row[name])
             buffer = io.BytesIO()
             schemaless_writer(buffer, self.schema.parsed, row)
             out.append(buffer.getvalue())
         return out
+
+
+def _mask_value(policy: MaskPolicy, tag: Sensitivity, value: Any) -> Any:
+    """Masks a value and every string inside it (records, arrays, maps of strings)."""
+    if isinstance(value, dict):
+        return {key: _mask_value(policy, tag, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_value(policy, tag, item) for item in value]
+    return policy.mask(tag, value)
 
 
 def _derived_schema(writer: schemas.ParsedSchema, fields: tuple[str, ...]) -> schemas.ParsedSchema:
@@ -81,27 +94,48 @@ def _derived_schema(writer: schemas.ParsedSchema, fields: tuple[str, ...]) -> sc
     return schemas.parse(definition)
 
 
+_ProjectionKey = tuple[str, bytes, tuple[str, ...], tuple[str, ...], str]
+
+
 class DeliveryPath:
     """Serves Subscribe streams for one gateway."""
 
     def __init__(
-        self, view: CatalogView, log: RecordLog, signer: Signer, ack_timeout: float
+        self,
+        view: CatalogView,
+        log: RecordLog,
+        signer: Signer,
+        ack_timeout: float,
+        masks: MaskPolicy = DEFAULT_POLICY,
     ) -> None:
         self.view = view
         self.log = log
         self.signer = signer
         self.ack_timeout = ack_timeout
-        self._projections: dict[tuple[str, bytes, tuple[str, ...], str], _Projection | None] = {}
+        self.masks = masks
+        self._projections: dict[_ProjectionKey, _Projection | None] = {}
 
     def _projection(
         self, resource: str, fingerprint: bytes, grant: GrantView
     ) -> _Projection | None:
-        key = (resource, fingerprint, grant.fields, grant.region)
+        """What the grant does to batches of one schema; None when it delivers them as is.
+
+        Minimum necessary: only the granted fields, only the rows of the granted region,
+        and every field tagged sensitive masked unless the grant names it as clear.
+        """
+        key = (resource, fingerprint, grant.fields, grant.clear_fields, grant.region)
         if key not in self._projections:
             writer = self.view.schema(resource, fingerprint)
+            view = self.view.resource(resource)
             known = writer.top_level_fields()
             fields = tuple(f for f in known if f in grant.fields) if grant.fields else None
-            if fields is None and not grant.region:
+            delivered = fields if fields is not None else tuple(known)
+            masked = {
+                name: tag
+                for name, tag in view.tags.items()
+                if name in delivered and name not in grant.clear_fields
+            }
+            if fields is None and not grant.region and not masked:
                 self._projections[key] = None
             else:
                 derived = _derived_schema(writer, fields) if fields is not None else writer
@@ -109,8 +143,9 @@ class DeliveryPath:
                     writer=parse_schema(json.loads(json.dumps(writer.definition))),
                     schema=derived,
                     fields=fields,
-                    region_field=self.view.resource(resource).region_field,
+                    region_field=view.region_field,
                     region=grant.region,
+                    masked=masked,
                 )
         return self._projections[key]
 
@@ -128,7 +163,7 @@ class DeliveryPath:
             records: Any = batch.records
             schema = self.view.schema(batch.resource, batch.schema_fingerprint)
         else:
-            records = projection.apply(batch.records)
+            records = projection.apply(batch.records, self.masks)
             schema = projection.schema
         delivered = exchange_pb2.DeliveredBatch(
             offset=stored.position,

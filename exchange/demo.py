@@ -203,10 +203,19 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
         f"{created.schema.fingerprint.hex()})"
     )
     grant = await stub.CreateGrant(
-        pb.CreateGrantRequest(grant=pb.Grant(resource=RESOURCE, grantee_system="CIVIL-AID")),
+        pb.CreateGrantRequest(
+            grant=pb.Grant(
+                resource=RESOURCE,
+                grantee_system="CIVIL-AID",
+                clear_fields=[name for name, tag, _ in fields if tag != pb.SENSITIVITY_NONE],
+            )
+        ),
         metadata=md,
     )
-    _step(f"granted CIVIL-AID access to {RESOURCE} (grant {grant.grant.id})")
+    _step(
+        f"granted CIVIL-AID access to {RESOURCE} in clear text for subsidy review "
+        f"(grant {grant.grant.id})"
+    )
     await channel.close()
     sessions.kw["bind"].dispose()
     return {"systems": systems}

@@ -6,7 +6,14 @@ Label sets are bounded: ``reason`` takes the ErrorInfo reasons of catalog.errors
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from catalog.governance import Governance
 
 BATCHES_PUBLISHED = Counter(
     "lijiao_batches_published_total", "Batches accepted and stored durably.", ["resource"]
@@ -32,3 +39,42 @@ PUBLISH_DURABLE_SECONDS = Histogram(
     "From receiving a batch to its durable commit.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+class _GovernanceCollector:
+    """Reads request and correction counts from the catalog at each scrape."""
+
+    def __init__(self, governance: Governance) -> None:
+        self.governance = governance
+
+    def collect(self) -> Iterator[Metric]:
+        by_state, overdue, corrections = self.governance.counts()
+        requests = GaugeMetricFamily(
+            "lijiao_access_requests", "Access and backflow requests, by state.", labels=["state"]
+        )
+        for state, count in sorted(by_state.items()):
+            requests.add_metric([state], count)
+        yield requests
+        yield GaugeMetricFamily(
+            "lijiao_overdue_requests",
+            "Requests past the due time of their current step (working days).",
+            value=overdue,
+        )
+        yield GaugeMetricFamily(
+            "lijiao_open_corrections",
+            "Flagged records (疑义数据) waiting for the provider's answer.",
+            value=corrections,
+        )
+
+
+_collectors: dict[int, _GovernanceCollector] = {}
+
+
+def register_governance(governance: Governance) -> None:
+    """Exposes the workflow's counts; a later gateway in this process replaces the earlier."""
+    for collector in list(_collectors.values()):
+        REGISTRY.unregister(collector)  # type: ignore[arg-type]
+    _collectors.clear()
+    collector = _GovernanceCollector(governance)
+    REGISTRY.register(collector)  # type: ignore[arg-type]
+    _collectors[id(governance)] = collector

@@ -21,8 +21,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from catalog.db import open_catalog
+from catalog.governance import Governance
 from catalog.service import Catalog
-from catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from catalog.v1 import approval_pb2, approval_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from exchange import metrics
+from exchange.approval_api import ApprovalServicer
 from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
@@ -39,6 +42,7 @@ log = logging.getLogger("lijiao.gateway")
 SERVICE_NAMES = (
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
 )
 
 
@@ -116,7 +120,10 @@ class Gateway:
 def _build_server(
     settings: Settings, catalog: Catalog, record_log: RecordLog, signer: Ed25519Signer
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    view = CatalogView(catalog)
+    governance = Governance(catalog, settings.governance_rules())
+    view = CatalogView(catalog, governance)
+    governance.on_grant_change(view.forget_grants)
+    metrics.register_governance(governance)
     auth = Authenticator(catalog.sessions)
     limits = Limits(
         max_batch_records=settings.max_batch_records,
@@ -134,12 +141,17 @@ def _build_server(
         ExchangeServicer(
             auth,
             PublishPath(view, record_log, limits),
-            DeliveryPath(view, record_log, signer, settings.ack_timeout_seconds),
+            DeliveryPath(
+                view, record_log, signer, settings.ack_timeout_seconds, settings.mask_policy()
+            ),
             signer,
         ),
         server,
     )
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(auth, catalog), server)
+    approval_pb2_grpc.add_ApprovalServiceServicer_to_server(
+        ApprovalServicer(auth, governance), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
+from catalog.governance import GovernanceRules
+from catalog.masks import MaskPolicy
+
 ENV_PREFIX = "LIJIAO_"
 
 
@@ -35,6 +39,11 @@ class Settings:
         max_message_bytes: Largest gRPC message the gateway accepts.
         ack_timeout_seconds: Unacknowledged deliveries are sent again after this.
         synchronous: SQLite synchronous mode of the record log ("FULL" or "NORMAL").
+        review_enabled: Run the platform's compliance review before the provider decides.
+        review_days: Working days the compliance review may take.
+        provider_days: Working days the owning department has to decide.
+        holiday_file: Holidays and make-up working days (see catalog/deadlines.py).
+        masks: Masks per sensitivity tag, e.g. "PHONE=keep_first_last:3:4,NAME=full".
     """
 
     data_dir: Path = Path("lijiao-data")
@@ -52,6 +61,38 @@ class Settings:
     max_message_bytes: int = 64 << 20
     ack_timeout_seconds: float = 30.0
     synchronous: str = "FULL"
+    review_enabled: bool = True
+    review_days: int = 2
+    provider_days: int = 10
+    holiday_file: Path | None = None
+    masks: str = ""
+
+    def governance_rules(self) -> GovernanceRules:
+        """The workflow settings.
+
+        Raises:
+            ValueError: The holiday file does not parse, or a day count is below 1.
+        """
+        if self.review_days < 1 or self.provider_days < 1:
+            raise ValueError("LIJIAO_REVIEW_DAYS and LIJIAO_PROVIDER_DAYS must be at least 1")
+        calendar = (
+            WorkingCalendar.from_file(self.holiday_file) if self.holiday_file else DEFAULT_CALENDAR
+        )
+        return GovernanceRules(self.review_enabled, self.review_days, self.provider_days, calendar)
+
+    def mask_policy(self) -> MaskPolicy:
+        """The masks per sensitivity tag.
+
+        Raises:
+            ValueError: An entry is not TAG=SPEC, or names an unknown tag or spec.
+        """
+        mapping: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in self.masks.split(","))):
+            tag, sep, spec = entry.partition("=")
+            if not sep:
+                raise ValueError(f"LIJIAO_MASKS entry {entry!r} is not TAG=SPEC")
+            mapping[tag.strip().upper()] = spec.strip()
+        return MaskPolicy.from_mapping(mapping)
 
     @property
     def catalog_url(self) -> str:
@@ -94,7 +135,7 @@ class Settings:
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
-        for key in ("data_dir", "tls_cert", "tls_key", "ca_cert"):
+        for key in ("data_dir", "tls_cert", "tls_key", "ca_cert", "holiday_file"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         settings = cls(**values)

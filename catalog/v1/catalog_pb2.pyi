@@ -163,7 +163,7 @@ class FieldSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("code", "name", "owner_department", "summary", "format", "sharing_type", "sharing_conditions", "classification", "update_cycle", "key_fields", "region_field", "fields", "compatibility", "latest_schema_version", "create_time")
+    __slots__ = ("code", "name", "owner_department", "summary", "format", "sharing_type", "sharing_conditions", "classification", "update_cycle", "key_fields", "region_field", "fields", "compatibility", "latest_schema_version", "create_time", "backflow_eligible")
     CODE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class Resource(_message.Message):
     COMPATIBILITY_FIELD_NUMBER: _ClassVar[int]
     LATEST_SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    BACKFLOW_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
     code: str
     name: str
     owner_department: str
@@ -194,7 +195,8 @@ class Resource(_message.Message):
     compatibility: CompatibilityMode
     latest_schema_version: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., owner_department: _Optional[str] = ..., summary: _Optional[str] = ..., format: _Optional[str] = ..., sharing_type: _Optional[_Union[SharingType, str]] = ..., sharing_conditions: _Optional[str] = ..., classification: _Optional[_Union[Classification, str]] = ..., update_cycle: _Optional[str] = ..., key_fields: _Optional[_Iterable[str]] = ..., region_field: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., compatibility: _Optional[_Union[CompatibilityMode, str]] = ..., latest_schema_version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    backflow_eligible: bool
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., owner_department: _Optional[str] = ..., summary: _Optional[str] = ..., format: _Optional[str] = ..., sharing_type: _Optional[_Union[SharingType, str]] = ..., sharing_conditions: _Optional[str] = ..., classification: _Optional[_Union[Classification, str]] = ..., update_cycle: _Optional[str] = ..., key_fields: _Optional[_Iterable[str]] = ..., region_field: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., compatibility: _Optional[_Union[CompatibilityMode, str]] = ..., latest_schema_version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backflow_eligible: _Optional[bool] = ...) -> None: ...
 
 class Schema(_message.Message):
     __slots__ = ("resource", "version", "definition", "canonical_form", "fingerprint", "create_time")
@@ -219,7 +221,7 @@ class RowFilter(_message.Message):
     def __init__(self, region_code: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "resource", "grantee_system", "fields", "row_filter", "expire_time", "origin", "status", "creator", "create_time")
+    __slots__ = ("id", "resource", "grantee_system", "fields", "row_filter", "expire_time", "origin", "status", "creator", "create_time", "clear_fields", "request_id", "revoke_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     GRANTEE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +232,9 @@ class Grant(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     resource: str
     grantee_system: str
@@ -240,7 +245,10 @@ class Grant(_message.Message):
     status: GrantStatus
     creator: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., resource: _Optional[str] = ..., grantee_system: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., row_filter: _Optional[_Union[RowFilter, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[GrantOrigin, str]] = ..., status: _Optional[_Union[GrantStatus, str]] = ..., creator: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    clear_fields: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    revoke_reason: str
+    def __init__(self, id: _Optional[str] = ..., resource: _Optional[str] = ..., grantee_system: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., row_filter: _Optional[_Union[RowFilter, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[GrantOrigin, str]] = ..., status: _Optional[_Union[GrantStatus, str]] = ..., creator: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clear_fields: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., revoke_reason: _Optional[str] = ...) -> None: ...
 
 class CreateDepartmentRequest(_message.Message):
     __slots__ = ("department",)
