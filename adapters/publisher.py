@@ -24,12 +24,14 @@ import grpc
 from fastavro import schemaless_writer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.connection import Backoff, auth_metadata, open_channel
+from adapters.connection import MAX_MESSAGE_BYTES, Backoff, auth_metadata, open_channel
 from adapters.errors import RETRYABLE, GatewayRefusal
 from catalog import schemas
 from exchange.envelope import digest_of_batch
 from exchange.signing import Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+MAX_BATCH_MESSAGE_BYTES = MAX_MESSAGE_BYTES // 2  # the gateway's default batch limit
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,10 @@ class Publisher:
     Batches are acknowledged in order. When the connection breaks, every batch not yet
     acknowledged is sent again with the same batch id and signature, so the gateway
     stores it once. A refused batch fails only its own future with
-    :class:`~adapters.errors.GatewayRefusal`; the batches after it are sent again.
+    :class:`~adapters.errors.GatewayRefusal` (the gateway names it in the ErrorInfo
+    metadata ``batch_id``); the others are sent again. A refusal of the whole stream
+    (an unknown token, say) fails every pending batch; sending them again later is safe,
+    since the gateway stores a batch id once.
 
     Args:
         target: Gateway host:port.
@@ -155,6 +160,12 @@ class Publisher:
             A future resolved with the :class:`PublishAck`, or failed with
             :class:`~adapters.errors.GatewayRefusal`.
         """
+        size = batch.ByteSize()
+        if size > MAX_BATCH_MESSAGE_BYTES:
+            raise ValueError(
+                f"batch {batch.batch_id} is {size} bytes; split it (limit "
+                f"{MAX_BATCH_MESSAGE_BYTES} bytes)"
+            )
         await self._slots.acquire()
         future: asyncio.Future[PublishAck] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda _f: self._slots.release())
@@ -204,7 +215,7 @@ class Publisher:
                 await call
             except grpc.aio.AioRpcError as error:
                 if error.code() not in RETRYABLE:
-                    self._refuse_head(error)
+                    self._refuse(error)
                 elif not await self._backoff.failed():
                     self._fail_all(error)
                     return
@@ -240,11 +251,21 @@ class Publisher:
                 PublishAck(response.batch_id, response.offset, response.duplicate)
             )
 
-    def _refuse_head(self, error: grpc.aio.AioRpcError) -> None:
-        if self._pending:
-            head = self._pop()
-            if not head.future.done():
-                head.future.set_exception(GatewayRefusal(error))
+    def _refuse(self, error: grpc.aio.AioRpcError) -> None:
+        """Fails the batch the gateway named; a refusal naming none ends every pending one.
+
+        Called between streams (the writer is stopped), so removing from the middle of
+        the pending list is safe; the next stream sends the rest again from the start.
+        """
+        refusal = GatewayRefusal(error)
+        batch_id = refusal.metadata.get("batch_id")
+        for index, item in enumerate(self._pending):
+            if batch_id and item.request.batch.batch_id == batch_id:
+                del self._pending[index]
+                if not item.future.done():
+                    item.future.set_exception(refusal)
+                return
+        self._fail_all(error)
 
     def _fail_all(self, error: grpc.aio.AioRpcError) -> None:
         while self._pending:

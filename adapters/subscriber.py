@@ -70,6 +70,7 @@ class ReceivedBatch:
 Handler = Callable[[ReceivedBatch], Awaitable[None] | None]
 
 DRAIN_SECONDS = 5.0
+HEALTHY = 1.0  # a subscription open this long before failing counts as progress
 
 
 class Subscriber:
@@ -125,6 +126,7 @@ class Subscriber:
         self._call: Any = None
         self._acks: asyncio.Queue[exchange_pb2.SubscribeRequest | None] | None = None
         self._handling = False
+        self._opened_at: float | None = None
         self.signatures_verified = 0
 
     def stop(self) -> None:
@@ -161,6 +163,9 @@ class Subscriber:
             except grpc.aio.AioRpcError as error:
                 if self._stopped():
                     return
+                opened, self._opened_at = self._opened_at, None
+                if opened is not None and asyncio.get_running_loop().time() - opened >= HEALTHY:
+                    self._backoff.succeeded()  # it was connected for a while: a fresh budget
                 if error.code() not in RETRYABLE or not await self._backoff.failed():
                     raise GatewayRefusal(error) from error
 
@@ -193,7 +198,7 @@ class Subscriber:
         try:
             metadata = await call.initial_metadata()
             if metadata is not None and dict(metadata).get("lijiao-subscription") == "open":
-                self._backoff.succeeded()  # connected: a later failure gets a fresh budget
+                self._opened_at = asyncio.get_running_loop().time()
             while True:
                 try:
                     response = await call.read()

@@ -61,10 +61,28 @@ def parse(definition: str | Any) -> ParsedSchema:
                 Reason.INVALID_SCHEMA, f"the schema is not valid JSON: {exc}"
             ) from exc
     try:
+        _no_duplicate_fields(definition)
         parsed = parse_schema(definition, _write_hint=False)
         canonical = to_parsing_canonical_form(parsed)
+    except RecursionError as exc:
+        raise InvalidArgument(Reason.INVALID_SCHEMA, "the schema is nested too deeply") from exc
     except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidArgument(
             Reason.INVALID_SCHEMA, f"the schema is not a valid Avro schema: {exc}"
         ) from exc
     return ParsedSchema(definition, canonical, fingerprint_of(canonical), parse_schema(definition))
+
+
+def _no_duplicate_fields(node: Any) -> None:
+    """Refuses records with two fields of one name (fastavro accepts them)."""
+    if isinstance(node, list):
+        for item in node:
+            _no_duplicate_fields(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "record" and isinstance(node.get("fields"), list):
+            names = [f.get("name") for f in node["fields"] if isinstance(f, dict)]
+            twice = sorted({n for n in names if names.count(n) > 1 and isinstance(n, str)})
+            if twice:
+                raise ValueError(f"record {node.get('name')!r} has fields named twice: {twice}")
+        for value in node.values():
+            _no_duplicate_fields(value)

@@ -325,7 +325,16 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.CreateGrantRequest, identity: Identity, context: Any
     ) -> pb.CreateGrantResponse:
         g = request.grant
-        expires = g.expire_time.ToDatetime(models.UTC) if g.HasField("expire_time") else None
+        expires = None
+        if g.HasField("expire_time"):
+            try:
+                expires = g.expire_time.ToDatetime(models.UTC)
+            except (ValueError, OverflowError) as exc:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    "expire_time must be a valid timestamp (years 1-9999)",
+                    {"field": "expire_time"},
+                ) from exc
         row = self.catalog.create_grant(
             identity,
             resource_code=g.resource,

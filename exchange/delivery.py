@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import expand_schema
 
 from catalog import schemas, validation
 from catalog.credentials import Identity
@@ -64,7 +65,14 @@ class _Projection:
     def apply(self, records: Any, policy: MaskPolicy) -> list[bytes]:
         out: list[bytes] = []
         for raw in records:
-            row: Any = schemaless_reader(io.BytesIO(raw), self.writer, None)
+            # Named union branches keep their names, so re-encoding cannot switch branch.
+            row: Any = schemaless_reader(
+                io.BytesIO(raw),
+                self.writer,
+                None,
+                return_record_name=True,
+                return_record_name_override=True,
+            )
             if self.region and not validation.region_contains(
                 self.region, str(row.get(self.region_field) or "")
             ):
@@ -85,12 +93,17 @@ def _mask_value(policy: MaskPolicy, tag: Sensitivity, value: Any) -> Any:
         return {key: _mask_value(policy, tag, item) for key, item in value.items()}
     if isinstance(value, list):
         return [_mask_value(policy, tag, item) for item in value]
+    if isinstance(value, tuple):  # (record name, record) of a union branch
+        return (value[0], _mask_value(policy, tag, value[1]))
     return policy.mask(tag, value)
 
 
 def _derived_schema(writer: schemas.ParsedSchema, fields: tuple[str, ...]) -> schemas.ParsedSchema:
-    definition = dict(writer.definition)
-    definition["fields"] = [f for f in writer.definition["fields"] if f["name"] in fields]
+    """The writer schema with only ``fields``; named types are inlined first, so a kept
+    field whose type was defined inside a dropped one still resolves."""
+    expanded: Any = expand_schema(writer.definition)
+    definition = dict(expanded)
+    definition["fields"] = [f for f in definition["fields"] if f["name"] in fields]
     return schemas.parse(definition)
 
 
@@ -261,6 +274,7 @@ class _Stream:
         self.last_sent = cursor
         self.in_flight: OrderedDict[int, _InFlight] = OrderedDict()
         self.attempts: dict[int, int] = {}
+        self.late_acks: set[int] = set()
         self.sent_schemas: set[bytes] = set()
         self.wake = asyncio.Event()
         self.closed = False
@@ -284,14 +298,22 @@ class _Stream:
     async def _ack(self, offset: int) -> None:
         entry = self.in_flight.get(offset)
         if entry is None:
-            if offset <= self.cursor or offset in self.attempts:
-                return  # a late ack of a batch already acked or about to be sent again
+            if offset <= self.cursor:
+                return  # a repeated ack
+            if offset in self.attempts:
+                self.late_acks.add(offset)  # acked after the timeout, before the resend
+                self.wake.set()
+                return
             raise InvalidArgument(
                 Reason.INVALID_ACK,
                 f"offset {offset} was not delivered on this stream",
                 {"offset": str(offset)},
             )
         entry.acked = True
+        self._advance()
+
+    def _advance(self) -> None:
+        """Moves the cursor over the acknowledged batches at the head of the window."""
         advanced = False
         while self.in_flight:
             position, head = next(iter(self.in_flight.items()))
@@ -346,6 +368,14 @@ class _Stream:
                     await self._idle()
                     continue
                 for stored in rows:
+                    if stored.position in self.late_acks:
+                        self.late_acks.discard(stored.position)
+                        self.in_flight[stored.position] = _InFlight(
+                            stored, 0, time.monotonic(), 0, acked=True
+                        )
+                        self.last_sent = stored.position
+                        self._advance()
+                        continue
                     attempt = self.attempts.get(stored.position, 0) + 1
                     self.attempts[stored.position] = attempt
                     if attempt > 1:

@@ -37,7 +37,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     position     INTEGER PRIMARY KEY AUTOINCREMENT,
     resource     TEXT    NOT NULL,
-    batch_id     TEXT    NOT NULL UNIQUE,
+    batch_id     TEXT    NOT NULL,
     publisher    TEXT    NOT NULL,
     sequence     INTEGER NOT NULL,
     fingerprint  BLOB    NOT NULL,
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS batches (
     stored_ns    INTEGER NOT NULL,
     payload      BLOB    NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS batches_by_publisher_id ON batches (publisher, batch_id);
 CREATE INDEX IF NOT EXISTS batches_by_resource ON batches (resource, position);
 CREATE TABLE IF NOT EXISTS cursors (
     system       TEXT    NOT NULL,
@@ -204,10 +205,15 @@ class RecordLog:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in appends:
+                conn.execute("SAVEPOINT batch")
                 try:
                     outcomes.append(self._insert(conn, job.batch))
-                except AlreadyExists as refusal:
-                    outcomes.append(refusal)
+                    conn.execute("RELEASE batch")
+                except (AlreadyExists, sqlite3.IntegrityError, OverflowError, ValueError) as exc:
+                    # one bad batch fails alone; the rest of the group still commits
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                    outcomes.append(exc)
             now = time.time_ns()
             conn.executemany(
                 "INSERT INTO cursors (system, resource, subscription, position, updated_ns) "
@@ -230,7 +236,8 @@ class RecordLog:
     @staticmethod
     def _insert(conn: sqlite3.Connection, b: NewBatch) -> Appended:
         existing = conn.execute(
-            "SELECT position, digest, stored_ns FROM batches WHERE batch_id = ?", (b.batch_id,)
+            "SELECT position, digest, stored_ns FROM batches WHERE publisher = ? AND batch_id = ?",
+            (b.publisher, b.batch_id),
         ).fetchone()
         if existing is not None:
             return RecordLog._duplicate(b, existing)

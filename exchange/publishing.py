@@ -24,6 +24,7 @@ from catalog.credentials import Identity
 from catalog.errors import (
     FailedPrecondition,
     InvalidArgument,
+    LijiaoError,
     PermissionDenied,
     Reason,
     ResourceExhausted,
@@ -35,6 +36,9 @@ from exchange.log import NewBatch, RecordLog
 from exchange.v1 import exchange_pb2
 
 MAX_BATCH_ID_LENGTH = 128
+MAX_SEQUENCE = 2**63 - 1  # what the log's INTEGER column holds
+MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z, the Timestamp range
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 PIPELINE_DEPTH = 4
 
 
@@ -88,6 +92,16 @@ class PublishPath:
             raise InvalidArgument(
                 Reason.INVALID_BATCH,
                 "batch.schema_fingerprint must be the 8-byte CRC-64-AVRO fingerprint",
+            )
+        if batch.sequence > MAX_SEQUENCE:
+            raise InvalidArgument(
+                Reason.INVALID_BATCH, f"batch.sequence must be at most {MAX_SEQUENCE}"
+            )
+        stamp = batch.create_time
+        if not (MIN_SECONDS <= stamp.seconds <= MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999):
+            raise InvalidArgument(
+                Reason.INVALID_BATCH,
+                "batch.create_time must be a valid timestamp (years 1-9999, nanos 0-999999999)",
             )
         count = len(batch.records)
         if count == 0:
@@ -156,9 +170,13 @@ class PublishPath:
         batch while this one commits. Refusals raise before anything is stored.
         """
         received = time.time_ns()
-        digest, size = self.verify(identity, batch)
-        parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
-        decode_records(batch.records, parsed.parsed)
+        try:
+            digest, size = self.verify(identity, batch)
+            parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
+            decode_records(batch.records, parsed.parsed)
+        except LijiaoError as refusal:
+            refusal.metadata.setdefault("batch_id", batch.batch_id[:MAX_BATCH_ID_LENGTH])
+            raise
         entry = NewBatch(
             resource=batch.resource,
             batch_id=batch.batch_id,

@@ -17,11 +17,19 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from catalog.credentials import Identity, authenticate_token
-from catalog.errors import ERROR_DOMAIN, LijiaoError, PermissionDenied, Reason, Unauthenticated
+from catalog.errors import (
+    ERROR_DOMAIN,
+    InvalidArgument,
+    LijiaoError,
+    PermissionDenied,
+    Reason,
+    Unauthenticated,
+)
 from catalog.models import Role
 from exchange import metrics
 
@@ -163,9 +171,56 @@ def streaming(
                 await abort(context, error)
             except grpc.aio.AbortError:
                 raise
+            except DecodeError:
+                await abort(context, _malformed())
             except Exception as error:
                 await _abort_internal(context, error)
 
         return handler
 
     return wrap
+
+
+def _malformed() -> InvalidArgument:
+    return InvalidArgument(
+        Reason.MALFORMED_MESSAGE, "the request is not a valid protobuf message of this call"
+    )
+
+
+_MALFORMED = object()
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):
+    """Answers a unary request that does not parse with INVALID_ARGUMENT, not UNKNOWN.
+
+    gRPC parses unary requests before the servicer runs; streamed requests are parsed
+    inside it, where :func:`streaming` catches the same failure.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        behaviour = handler.unary_unary
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError:
+                return _MALFORMED
+
+        async def guarded(request: Any, context: Any) -> Any:
+            if request is _MALFORMED:
+                await abort(context, _malformed())
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=lenient,
+            response_serializer=handler.response_serializer,
+        )

@@ -32,7 +32,7 @@ from exchange.delivery import DeliveryPath
 from exchange.exchange_api import ExchangeServicer
 from exchange.log import RecordLog
 from exchange.publishing import Limits, PublishPath
-from exchange.rpc import Authenticator
+from exchange.rpc import Authenticator, MalformedRequests
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
@@ -131,11 +131,12 @@ def _build_server(
         max_batch_bytes=settings.max_message_bytes // 2,
     )
     server = grpc.aio.server(
+        interceptors=[MalformedRequests()],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
         ExchangeServicer(
