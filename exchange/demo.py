@@ -29,6 +29,7 @@ from catalog.db import open_catalog
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
+from exchange.demo_governance import TourResult, run_tour
 from exchange.server import Gateway
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
@@ -218,7 +219,7 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
     )
     await channel.close()
     sessions.kw["bind"].dispose()
-    return {"systems": systems}
+    return {"systems": systems, "admin": admin}
 
 
 async def _refused_publish(
@@ -268,13 +269,24 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
         )
         seconds = time.perf_counter() - started
         await subscriber.close()
+        print("governance: requests, decisions, masks and data backflow", file=sys.stderr)
+        tour = await run_tour(
+            gateway.target,
+            settings.tls_cert,
+            settings.catalog_url,
+            world["admin"],
+            {code: token for code, (_signer, token) in world["systems"].items()},
+            records,
+            -(-records // batch_size),
+            _step,
+        )
     finally:
         await gateway.stop()
         if holder is not None:
             holder.cleanup()
     ok = result and tally.intact == records and not tally.corrupt and refusal == "NOT_OWNER"
-    _summary(tally, records, seconds, subscriber.signatures_verified, refusal, ok)
-    return ok
+    _summary(tally, records, seconds, subscriber.signatures_verified, refusal, ok, tour)
+    return ok and tour.ok
 
 
 async def _exchange(
@@ -343,7 +355,13 @@ async def _exchange(
 
 
 def _summary(
-    tally: _Tally, records: int, seconds: float, verified: int, refusal: str, ok: bool
+    tally: _Tally,
+    records: int,
+    seconds: float,
+    verified: int,
+    refusal: str,
+    ok: bool,
+    tour: TourResult,
 ) -> None:
     rate = tally.delivered / seconds if seconds else 0.0
     lines = [
@@ -359,7 +377,14 @@ def _summary(
         f"  seconds                   {seconds:>12.2f}",
         f"  records per second        {rate:>12,.0f}  (all in this one process: generate, "
         "publish, deliver, verify, compare; benchmarks/ measures the gateway)",
-        f"  result                    {'OK: every record arrived intact' if ok else 'FAILED'}",
+        f"  approved fewer fields     {', '.join(tour.approved_fields)} (asked "
+        f"{', '.join(tour.asked_fields)}), {tour.approved_days} of {tour.asked_days} days",
+        f"  rejected with reason      {tour.rejection}",
+        f"  masked delivery           {tour.masked_sample}",
+        f"  proactive backflow        {tour.backflow_rows:,} rows to Jinjiang, "
+        f"{tour.backflow_foreign_rows} outside 510104",
+        f"  result                    {'OK: every record arrived intact' if ok else 'FAILED'}"
+        + ("; governance rules held" if tour.ok else "; GOVERNANCE CHECK FAILED"),
     ]
     print("\n".join(lines))
 
