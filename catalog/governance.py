@@ -64,7 +64,7 @@ from catalog.models import (
     System,
     utcnow,
 )
-from catalog.service import Catalog, Page
+from catalog.service import Catalog, Page, check_backflow_eligible
 
 PLATFORM = "platform"
 MAX_DURATION_DAYS = 3650
@@ -298,8 +298,8 @@ class Governance:
                 public_id="r-" + secrets.token_hex(8),
                 kind=kind,
                 state=RequestState.SUBMITTED,
-                resource_id=resource.id,
-                requesting_system_id=system.id,
+                resource=resource,
+                requesting_system=system,
                 requester=actor.name,
                 fields=list(dict.fromkeys(fields)),
                 purpose=purpose,
@@ -376,8 +376,9 @@ class Governance:
         if not passed:
             reason = _reason(reason, "failing a review")
         with self.catalog.sessions() as session:
-            request = self._open(session, request_id, RequestState.UNDER_REVIEW, "reviewed")
+            request = self._load(session, request_id)
             self._not_own(actor, request)
+            self._in_state(request, RequestState.UNDER_REVIEW, "reviewed")
             if passed:
                 self._to_provider(request, actor.name, reason or "compliance review passed")
             else:
@@ -397,9 +398,10 @@ class Governance:
     ) -> tuple[AccessRequest, Grant]:
         """Approves a request, as asked or narrower, and makes its grant."""
         with self.catalog.sessions() as session:
-            request = self._open(session, request_id, RequestState.PENDING_PROVIDER, "approved")
+            request = self._load(session, request_id)
             _owner_officer(actor, request.resource, "approve requests for it")
             self._not_own(actor, request)
+            self._in_state(request, RequestState.PENDING_PROVIDER, "approved")
             approved = list(dict.fromkeys(fields)) or list(request.fields)
             wider = [name for name in approved if name not in request.fields]
             if wider:
@@ -424,7 +426,7 @@ class Governance:
                         f"clear field {name!r} must be an approved field tagged sensitive",
                         {"field": "clear_fields"},
                     )
-            request.duration_days = days
+            request.approved_days = days
             grant = self._grant(session, request, actor.name, approved, clear_fields, days)
             self._finish(request, RequestState.APPROVED, actor.name, reason or "approved", grant)
             self._commit(session)
@@ -438,10 +440,11 @@ class Governance:
             request = self._load(session, request_id)
             if request.state is RequestState.UNDER_REVIEW:
                 _platform_officer(actor, "reject a request under review")
+                self._not_own(actor, request)
             else:
-                request = self._open(session, request_id, RequestState.PENDING_PROVIDER, "rejected")
                 _owner_officer(actor, request.resource, "reject requests for it")
-            self._not_own(actor, request)
+                self._not_own(actor, request)
+                self._in_state(request, RequestState.PENDING_PROVIDER, "rejected")
             self._finish(request, RequestState.REJECTED, actor.name, reason)
             self._commit(session)
             return self._load(session, request_id)
@@ -536,16 +539,8 @@ class Governance:
             resource = self.catalog.resource(session, resource_code)
             if actor.role is not Role.ADMINISTRATOR:
                 _owner_officer(actor, resource, "change its backflow eligibility")
-            if eligible and (
-                not resource.region_field
-                or resource.sharing_type is SharingType.NOT_SHARED
-                or resource.classification is Classification.CORE
-            ):
-                raise FailedPrecondition(
-                    Reason.NOT_BACKFLOW_ELIGIBLE,
-                    f"{resource.code} cannot flow back: it needs a region field and must be "
-                    "neither NOT_SHARED nor CORE",
-                )
+            if eligible:
+                check_backflow_eligible(resource)
             resource.backflow_eligible = eligible
             session.commit()
             self._granted_changed()
@@ -628,6 +623,7 @@ class Governance:
             if enrolment is None:
                 return None
             try:
+                check_backflow_eligible(resource)
                 self._check_backflow_direction(system.department, resource)
             except FailedPrecondition:
                 return None
@@ -737,18 +733,15 @@ class Governance:
             raise NotFound(Reason.UNKNOWN_REQUEST, f"no request with id {request_id!r}")
         return row
 
-    def _open(
-        self, session: Session, request_id: str, state: RequestState, verb: str
-    ) -> AccessRequest:
-        request = self._load(session, request_id)
+    @staticmethod
+    def _in_state(request: AccessRequest, state: RequestState, verb: str) -> None:
         if request.state is not state:
             raise FailedPrecondition(
                 Reason.WRONG_STATE,
-                f"request {request_id} is {request.state.value}; only {state.value} requests "
-                f"can be {verb}",
+                f"request {request.public_id} is {request.state.value}; only {state.value} "
+                f"requests can be {verb}",
                 {"state": request.state.value},
             )
-        return request
 
     @staticmethod
     def _not_own(actor: Identity, request: AccessRequest) -> None:
@@ -802,8 +795,8 @@ class Governance:
             fields.append(resource.region_field)
         grant = Grant(
             public_id="g-" + secrets.token_hex(8),
-            resource_id=resource.id,
-            grantee_system_id=request.requesting_system_id,
+            resource=resource,
+            grantee=request.requesting_system,
             fields=fields,
             clear_fields=list(clear_fields),
             region_filter=request.region_filter,

@@ -293,6 +293,7 @@ class AccessRequest(Base):
     purpose: Mapped[str] = mapped_column(Text)
     legal_basis: Mapped[str] = mapped_column(Text)
     duration_days: Mapped[int] = mapped_column(Integer)
+    approved_days: Mapped[int] = mapped_column(Integer, default=0)
     region_filter: Mapped[str] = mapped_column(String(12), default="")
     due_at: Mapped[datetime | None] = mapped_column(default=None)
     decided_by: Mapped[str] = mapped_column(String(128), default="")

@@ -146,6 +146,24 @@ def _encode_token(after: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
 
 
+def check_backflow_eligible(resource: Resource) -> None:
+    """Refuses proactive backflow for a resource that must not flow without a decision.
+
+    It needs a region field to split rows by; NOT_SHARED and CORE data never leave their
+    owner, and IMPORTANT data always needs an approved request.
+    """
+    if (
+        not resource.region_field
+        or resource.sharing_type is SharingType.NOT_SHARED
+        or resource.classification in (Classification.CORE, Classification.IMPORTANT)
+    ):
+        raise FailedPrecondition(
+            Reason.NOT_BACKFLOW_ELIGIBLE,
+            f"{resource.code} cannot flow back without a request: proactive backflow needs "
+            "a region field, and is not for NOT_SHARED, CORE or IMPORTANT data",
+        )
+
+
 class Catalog:
     """The resource catalog over a SQLAlchemy session factory."""
 
@@ -330,6 +348,8 @@ class Catalog:
                 compatibility=spec.compatibility.value,
                 backflow_eligible=spec.backflow_eligible,
             )
+            if spec.backflow_eligible:
+                check_backflow_eligible(resource)
             version = SchemaVersion(
                 version=1,
                 definition=json.dumps(parsed.definition, ensure_ascii=False),

@@ -28,6 +28,7 @@ def request_message(row: models.AccessRequest, governance: Governance) -> pb.Acc
         purpose=row.purpose,
         legal_basis=row.legal_basis,
         duration_days=row.duration_days,
+        approved_duration_days=row.approved_days,
         row_filter=catalog_pb2.RowFilter(region_code=row.region_filter),
         due_time=timestamp(row.due_at),
         overdue=governance.overdue(row),

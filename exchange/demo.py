@@ -189,7 +189,7 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
                 format="database",
                 sharing_type=pb.SHARING_TYPE_CONDITIONAL,
                 sharing_conditions="For statutory duties of civil affairs (subsidy review).",
-                classification=pb.CLASSIFICATION_IMPORTANT,
+                classification=pb.CLASSIFICATION_GENERAL,
                 update_cycle="real-time",
                 key_fields=["id_number"],
                 region_field="region_code",

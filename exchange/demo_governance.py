@@ -123,7 +123,7 @@ async def run_tour(
         metadata=wang,
     )
     result.approved_fields = list(approved.grant.fields)
-    result.approved_days = approved.request.duration_days
+    result.approved_days = approved.request.approved_duration_days
     step(
         f"zhao passes the review; wang approves fewer fields ({', '.join(result.approved_fields)})"
         f" for {result.approved_days} days: grant {approved.grant.id}"

@@ -59,7 +59,7 @@ class Transition(_message.Message):
     def __init__(self, from_state: _Optional[_Union[RequestState, str]] = ..., to_state: _Optional[_Union[RequestState, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AccessRequest(_message.Message):
-    __slots__ = ("id", "kind", "state", "resource", "owner_department", "requesting_department", "requesting_system", "requester", "fields", "purpose", "legal_basis", "duration_days", "row_filter", "due_time", "overdue", "grant_id", "decision_reason", "history", "create_time")
+    __slots__ = ("id", "kind", "state", "resource", "owner_department", "requesting_department", "requesting_system", "requester", "fields", "purpose", "legal_basis", "duration_days", "row_filter", "due_time", "overdue", "grant_id", "decision_reason", "history", "create_time", "approved_duration_days")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class AccessRequest(_message.Message):
     DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_DURATION_DAYS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: RequestKind
     state: RequestState
@@ -98,7 +99,8 @@ class AccessRequest(_message.Message):
     decision_reason: str
     history: _containers.RepeatedCompositeFieldContainer[Transition]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[RequestKind, str]] = ..., state: _Optional[_Union[RequestState, str]] = ..., resource: _Optional[str] = ..., owner_department: _Optional[str] = ..., requesting_department: _Optional[str] = ..., requesting_system: _Optional[str] = ..., requester: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., duration_days: _Optional[int] = ..., row_filter: _Optional[_Union[_catalog_pb2.RowFilter, _Mapping]] = ..., due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., grant_id: _Optional[str] = ..., decision_reason: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    approved_duration_days: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[RequestKind, str]] = ..., state: _Optional[_Union[RequestState, str]] = ..., resource: _Optional[str] = ..., owner_department: _Optional[str] = ..., requesting_department: _Optional[str] = ..., requesting_system: _Optional[str] = ..., requester: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., duration_days: _Optional[int] = ..., row_filter: _Optional[_Union[_catalog_pb2.RowFilter, _Mapping]] = ..., due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., grant_id: _Optional[str] = ..., decision_reason: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approved_duration_days: _Optional[int] = ...) -> None: ...
 
 class SubmitAccessRequestRequest(_message.Message):
     __slots__ = ("resource", "requesting_system", "fields", "purpose", "legal_basis", "duration_days", "row_filter")
