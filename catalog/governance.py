@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -110,6 +110,16 @@ class EffectiveGrant:
     clear_fields: tuple[str, ...]
     region: str
     expires_at: datetime | None
+
+
+def _sees_everything(viewer: Identity) -> bool:
+    return viewer.role in (Role.PLATFORM_OFFICER, Role.ADMINISTRATOR, Role.AUDITOR)
+
+
+def _department_id(viewer: Identity) -> Any:
+    return (
+        select(Department.id).where(Department.code == (viewer.department or "")).scalar_subquery()
+    )
 
 
 def _text(field_name: str, value: str, limit: int = 2000) -> str:
@@ -358,6 +368,7 @@ class Governance:
                 "无条件共享 UNCONDITIONAL: granted on request",
                 grant,
             )
+            request.approved_days = request.duration_days
         elif self.rules.review_enabled:
             self._step(request, RequestState.UNDER_REVIEW, PLATFORM, "compliance review")
             request.due_at = self.rules.calendar.add_working_days(utcnow(), self.rules.review_days)
@@ -469,10 +480,20 @@ class Governance:
 
     # --- reading --------------------------------------------------------------------
 
-    def get(self, request_id: str) -> AccessRequest:
-        """Returns a request with its history."""
+    def get(self, request_id: str, viewer: Identity | None = None) -> AccessRequest:
+        """Returns a request with its history, if ``viewer`` may see it.
+
+        Platform officers, administrators and auditors see every request; others only
+        those their department made or received (others look unknown, not forbidden).
+        """
         with self.catalog.sessions() as session:
-            return self._load(session, request_id)
+            request = self._load(session, request_id)
+            if viewer is None or _sees_everything(viewer):
+                return request
+            departments = (request.requesting_system.department.code, request.resource.owner.code)
+            if viewer.department not in departments:
+                raise NotFound(Reason.UNKNOWN_REQUEST, f"no request with id {request_id!r}")
+            return request
 
     def list_requests(
         self,
@@ -484,9 +505,22 @@ class Governance:
         overdue_only: bool = False,
         page_size: int = 0,
         page_token: str = "",
+        viewer: Identity | None = None,
     ) -> Page[AccessRequest]:
-        """Pages through requests, newest first (by id, descending)."""
+        """Pages through the requests ``viewer`` may see, newest first."""
         query: Select[Any] = select(AccessRequest)
+        if viewer is not None and not _sees_everything(viewer):
+            mine = _department_id(viewer)
+            query = query.where(
+                or_(
+                    AccessRequest.requesting_system_id.in_(
+                        select(System.id).where(System.department_id == mine)
+                    ),
+                    AccessRequest.resource_id.in_(
+                        select(Resource.id).where(Resource.owner_department_id == mine)
+                    ),
+                )
+            )
         if state is not None:
             query = query.where(AccessRequest.state == state)
         if resource or owner_department:
@@ -708,14 +742,25 @@ class Governance:
         state: CorrectionState | None = None,
         page_size: int = 0,
         page_token: str = "",
+        viewer: Identity | None = None,
     ) -> Page[Correction]:
-        """Pages through flagged records, oldest first."""
+        """Pages through the flagged records ``viewer`` may see, oldest first."""
         query: Select[Any] = select(Correction)
+        if viewer is not None and not _sees_everything(viewer):
+            mine = _department_id(viewer)
+            query = query.where(
+                or_(
+                    Correction.flagging_department_id == mine,
+                    Correction.resource_id.in_(
+                        select(Resource.id).where(Resource.owner_department_id == mine)
+                    ),
+                )
+            )
         if resource:
             query = query.join(Correction.resource).where(Resource.code == resource)
         if state is not None:
             query = query.where(Correction.state == state)
-        return self.catalog.page(query, Correction.public_id, page_size, page_token)
+        return self.catalog.page(query, Correction.id, page_size, page_token)
 
     @staticmethod
     def _correction(session: Session, correction_id: str) -> Correction:

@@ -556,7 +556,7 @@ class Catalog:
             query = query.join(Grant.resource).where(Resource.code == resource)
         if grantee_system:
             query = query.join(Grant.grantee).where(System.code == grantee_system)
-        return self.page(query, Grant.public_id, page_size, page_token)
+        return self.page(query, Grant.id, page_size, page_token)
 
     def active_grant(self, system_code: str, resource_code: str) -> Grant | None:
         """Returns the newest grant letting a system receive a resource now, if any."""

@@ -138,7 +138,8 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     async def GetAccessRequest(
         self, request: pb.GetAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.GetAccessRequestResponse:
-        return pb.GetAccessRequestResponse(request=self._request(self.governance.get(request.id)))
+        row = self.governance.get(request.id, viewer=identity)
+        return pb.GetAccessRequestResponse(request=self._request(row))
 
     @unary()
     async def ListAccessRequests(
@@ -152,6 +153,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
             overdue_only=request.overdue_only,
             page_size=request.page_size,
             page_token=request.page_token,
+            viewer=identity,
         )
         return pb.ListAccessRequestsResponse(
             requests=[self._request(r) for r in page.items], next_page_token=page.next_page_token
@@ -262,6 +264,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
             state=state,
             page_size=request.page_size,
             page_token=request.page_token,
+            viewer=identity,
         )
         return pb.ListCorrectionsResponse(
             corrections=[correction_message(r) for r in page.items],

@@ -17,6 +17,7 @@ from catalog.db import open_catalog
 from catalog.errors import LijiaoError
 from catalog.models import Role
 from exchange.cli_catalog import catalog
+from exchange.cli_governance import GROUPS
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
 
@@ -42,6 +43,8 @@ def main() -> None:
 
 
 main.add_command(catalog)
+for _group in GROUPS:
+    main.add_command(_group)
 
 
 @main.command()
@@ -142,6 +145,7 @@ def tokens() -> None:
 _ROLES = {
     "system": Role.SYSTEM,
     "data-officer": Role.DATA_OFFICER,
+    "platform-officer": Role.PLATFORM_OFFICER,
     "auditor": Role.AUDITOR,
     "administrator": Role.ADMINISTRATOR,
 }
@@ -150,7 +154,7 @@ _ROLES = {
 @tokens.command("issue")
 @click.option("--role", type=click.Choice(list(_ROLES)), required=True, help="Principal's role.")
 @click.option("--name", help="Principal name (systems are named after the system).")
-@click.option("--department", help="Department code (data officers).")
+@click.option("--department", help="Department code (data and platform officers).")
 @click.option("--system", help="System code (role system).")
 @click.option("--data-dir", type=_PATH, help="Data directory [LIJIAO_DATA_DIR].")
 @click.option("--database-url", help="Catalog SQLAlchemy URL [LIJIAO_DATABASE_URL].")

@@ -1,5 +1,8 @@
 """``lijiao catalog ...``: a command-line client of ``catalog.v1.CatalogService``.
 
+Its client, console and option types serve every gateway service (``exchange.cli_governance``
+drives ``ApprovalService`` with them).
+
 Enum flags take the proto value names without the enum's prefix, in lowercase
 (``not-shared`` is ``SHARING_TYPE_NOT_SHARED``), read from the descriptors so the CLI
 never drifts from the wire contract. Options are named after the proto fields they fill
@@ -33,6 +36,7 @@ from exchange.settings import Settings
 from exchange.signing import public_key_from_text
 
 CALL_TIMEOUT_SECONDS = 30.0
+_CATALOG_STUB = catalog_pb2_grpc.CatalogServiceStub
 NO_TOKEN = "no token: pass --token or set LIJIAO_TOKEN (`lijiao tokens issue` makes one)"  # noqa: S105
 
 
@@ -101,14 +105,14 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class CatalogClient:
-    """A CatalogService stub that presents the caller's token.
+    """A gateway service stub (CatalogService by default) that presents the caller's token.
 
     Attributes:
         stub: The blocking stub.
         metadata: Call metadata presenting the token.
     """
 
-    stub: catalog_pb2_grpc.CatalogServiceStub
+    stub: Any
     metadata: tuple[tuple[str, str], ...]
 
     def call(self, method: str, request: Message) -> Any:
@@ -132,6 +136,8 @@ class CatalogClient:
             items: Name of the repeated field holding the results.
         """
         merged = page = self.call(method, request)
+        if "next_page_token" not in page.DESCRIPTOR.fields_by_name:
+            return merged  # a list the gateway returns whole
         while page.next_page_token:
             if page.next_page_token == request.page_token:
                 raise click.ClickException(f"{method} returned the same page token twice")
@@ -143,8 +149,10 @@ class CatalogClient:
 
 
 @contextlib.contextmanager
-def open_catalog(settings: Settings) -> Iterator[CatalogClient]:
-    """Opens a channel to the gateway and yields a :class:`CatalogClient` on it.
+def open_catalog(
+    settings: Settings, stub_class: Callable[[grpc.Channel], Any] = _CATALOG_STUB
+) -> Iterator[CatalogClient]:
+    """Opens a channel to the gateway and yields a :class:`CatalogClient` of ``stub_class``.
 
     Raises:
         click.UsageError: No token is configured.
@@ -153,8 +161,7 @@ def open_catalog(settings: Settings) -> Iterator[CatalogClient]:
         raise click.UsageError(NO_TOKEN)
     target, ca_cert, insecure = settings.gateway, settings.ca_cert, settings.insecure
     with open_blocking_channel(target, ca_cert=ca_cert, insecure=insecure) as channel:
-        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        yield CatalogClient(stub, auth_metadata(settings.token))
+        yield CatalogClient(stub_class(channel), auth_metadata(settings.token))
 
 
 def _word(enum: EnumDescriptor, value_name: str) -> str:
@@ -171,7 +178,17 @@ def _is_timestamp(field: FieldDescriptor) -> bool:
     return bool(getattr(field.message_type, "full_name", "") == Timestamp.DESCRIPTOR.full_name)
 
 
+def _is_map(field: FieldDescriptor) -> bool:
+    return bool(field.message_type is not None and field.message_type.GetOptions().map_entry)
+
+
+def _is_table(field: FieldDescriptor) -> bool:
+    return bool(field.is_repeated and field.message_type is not None and not _is_map(field))
+
+
 def _scalar_text(field: FieldDescriptor, value: Any) -> str:
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return "yes" if value else "no"
     if field.enum_type is not None and value in field.enum_type.values_by_number:
         return _word(field.enum_type, field.enum_type.values_by_number[value].name) if value else ""
     if _is_timestamp(field):
@@ -183,6 +200,8 @@ def _text(message: Message, path: str) -> str:
     """Renders the field at a dotted path; repeated values are comma-separated."""
     head, _, rest = path.partition(".")
     field = message.DESCRIPTOR.fields_by_name[head]
+    if _is_map(field):
+        return ", ".join(f"{k}={v}" for k, v in sorted(getattr(message, head).items())) or "-"
     values = list(getattr(message, head)) if field.is_repeated else [getattr(message, head)]
     texts = [_text(item, rest) if rest else _scalar_text(field, item) for item in values]
     return ", ".join(texts) or "-"
@@ -218,7 +237,7 @@ def _print_block(message: Message, skip: Sequence[str] = ()) -> None:
     """Prints ``key: value`` lines; repeated messages follow as indented tables."""
     fields = message.DESCRIPTOR.fields_by_name
     paths = _leaf_paths(message.DESCRIPTOR, skip)
-    tables = [p for p in paths if p in fields and fields[p].is_repeated and fields[p].message_type]
+    tables = [p for p in paths if p in fields and _is_table(fields[p])]
     width = max(len(path) for path in paths) + 1
     for path in (p for p in paths if p not in tables):
         click.echo(f"{path + ':':<{width}} {_text(message, path)}")
@@ -250,14 +269,17 @@ class _Console:
         self._print(response, lambda: _print_table(getattr(response, items), columns))
 
 
-def _catalog_command(command: Callable[..., None]) -> Callable[..., None]:
-    """Adds the connection options and ``--json``; passes a ``console`` to the command."""
+def _catalog_command(
+    command: Callable[..., None], stub_class: Callable[[grpc.Channel], Any] = _CATALOG_STUB
+) -> Callable[..., None]:
+    """Adds the connection options and ``--json``; passes a ``console`` of a ``stub_class``
+    client to the command."""
 
     @connection_options
     @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
     @functools.wraps(command)
     def run(*args: Any, settings: Settings, as_json: bool, **kwargs: Any) -> None:
-        with open_catalog(settings) as client:
+        with open_catalog(settings, stub_class) as client:
             command(*args, console=_Console(client, as_json), **kwargs)
 
     return run

@@ -138,14 +138,16 @@ class ApprovalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAccessRequest(self, request, context):
-        """GetAccessRequest returns one request with its history.
+        """GetAccessRequest returns one request with its history. Platform officers,
+        administrators and auditors see every request; others those their department made
+        or received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAccessRequests(self, request, context):
-        """ListAccessRequests pages through requests, newest first.
+        """ListAccessRequests pages through the requests the caller may see, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,7 +225,8 @@ class ApprovalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCorrections(self, request, context):
-        """ListCorrections pages through flagged records.
+        """ListCorrections pages through the flagged records the caller may see (its
+        department flagged them or owns the resource), oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
