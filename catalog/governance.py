@@ -422,6 +422,12 @@ class Governance:
                     "narrower than the request, not wider",
                     {"field": "fields"},
                 )
+            if duration_days < 0:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    "duration_days must be positive (0 approves the days asked)",
+                    {"field": "duration_days"},
+                )
             days = duration_days or request.duration_days
             if days > request.duration_days:
                 raise InvalidArgument(
