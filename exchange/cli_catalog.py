@@ -498,10 +498,19 @@ grants = _entries(
 @click.option("--resource", required=True, help="Resource code.")
 @click.option("--system", "grantee_system", required=True, help="Code of the receiving system.")
 @click.option("--field", "fields", multiple=True, help="Field to deliver [default: all].")
+@click.option(
+    "--clear",
+    "clear_fields",
+    multiple=True,
+    help="Sensitive field to deliver in clear text [default: every sensitive field masked].",
+)
 @click.option("--region", "row_filter", type=_REGION, help="Only rows of this region code.")
 @click.option("--expires", "expire_time", type=_TIME, help="End; no offset means local time.")
 @_catalog_command
 def grants_add(console: _Console, **grant: Any) -> None:
-    """Lets a system receive a resource (administrators)."""
+    """Lets a system receive a resource (administrators).
+
+    Fields the catalog tags sensitive are masked unless named with --clear.
+    """
     request = catalog_pb2.CreateGrantRequest(grant=catalog_pb2.Grant(**grant))
     console.show("CreateGrant", request, "grant")

@@ -333,3 +333,20 @@ def test_enum_words_follow_the_proto() -> None:
         "none", "id-number", "name", "phone", "address", "personal",
     ]  # fmt: skip
     assert "backward-transitive" in enum_words(catalog_pb2.CompatibilityMode.DESCRIPTOR)
+
+
+def test_grants_add_names_clear_fields(gateway: Any) -> None:
+    from tests.world import build_world
+
+    world = build_world(gateway)
+    world.resource(
+        "TAGGED", "PSB",
+        fields=[catalog_pb2.FieldSpec(name="name", sensitivity=catalog_pb2.SENSITIVITY_NAME)],
+    )
+    added = json.loads(ok(cli(gateway, "grants", "add", "--resource", "TAGGED", "--system",
+                              "CIVIL-AFFAIRS", "--clear", "name", "--json")))
+    assert added["grant"]["clearFields"] == ["name"]
+    refused = cli(gateway, "grants", "add", "--resource", "TAGGED", "--system",
+                  "CIVIL-AFFAIRS", "--clear", "phone")
+    assert refused.exit_code == 1
+    assert "INVALID_FIELD" in refused.stderr
