@@ -16,6 +16,7 @@ from catalog.credentials import issue_token
 from catalog.db import open_catalog
 from catalog.errors import LijiaoError
 from catalog.models import Role
+from exchange.cli_adapter import adapter
 from exchange.cli_catalog import catalog
 from exchange.cli_governance import GROUPS
 from exchange.settings import Settings
@@ -43,6 +44,7 @@ def main() -> None:
 
 
 main.add_command(catalog)
+main.add_command(adapter)
 for _group in GROUPS:
     main.add_command(_group)
 

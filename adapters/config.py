@@ -1,0 +1,239 @@
+"""The adapter's one config file (TOML): the gateway, what to publish, what to receive.
+
+Example::
+
+    [gateway]
+    address = "gateway.city.gov.cn:7443"
+    token_file = "samr.token"            # or token = "lj_..."
+    ca_cert = "ca.pem"                   # or insecure = true (local development only)
+    signing_key = "samr-signing-key.pem" # needed when publishing
+    state = "samr-adapter.db"            # default: <config name>.state.db beside the file
+
+    [[publish]]
+    resource = "SAMR-LICENCE"
+    source = "sql"
+    batch_size = 1000
+    poll_seconds = 5
+    [publish.options]
+    url = "sqlite:///market.db"
+    table = "licences"
+    cursor = "updated_at"
+
+    [[subscribe]]
+    resource = "PSB-RESIDENT"
+    sink = "sql"
+    subscription = "default"
+    [subscribe.options]
+    url = "sqlite:///civil.db"
+    table = "residents"
+    create_table = true
+
+Relative paths are relative to the config file's folder. Every mistake is reported with
+the key it is in and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The config file is wrong; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How to reach the gateway."""
+
+    address: str
+    token: str = field(repr=False)
+    ca_cert: Path | None
+    insecure: bool
+    signing_key: Path | None
+    state: Path
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """One resource published from one source."""
+
+    key: str
+    resource: str
+    source: str
+    options: dict[str, Any]
+    stream: str
+    batch_size: int
+    poll_seconds: float
+
+
+@dataclass(frozen=True)
+class SubscribeConfig:
+    """One resource received into one sink."""
+
+    key: str
+    resource: str
+    sink: str
+    subscription: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """A whole config file."""
+
+    path: Path
+    gateway: GatewayConfig
+    publish: list[PublishConfig]
+    subscribe: list[SubscribeConfig]
+
+
+_PATH_OPTIONS = ("url", "folder", "schema", "dead_letter", "path")
+
+
+def _get(table: dict[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}.{key}: required ({kind.__name__})")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _no_extra(table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ConfigError(
+            f"{where}.{extra[0]}: unknown key; expected one of {', '.join(sorted(allowed))}"
+        )
+
+
+def _relative(base: Path, value: str) -> str:
+    """Resolves a relative file path or sqlite:/// path against the config folder."""
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        target = value.removeprefix("sqlite:///")
+        if target and target != ":memory:":
+            return "sqlite:///" + str(base / target)
+        return value
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return str(base / value)
+
+
+def load(path: Path) -> AdapterConfig:
+    """Reads and checks a config file.
+
+    Raises:
+        ConfigError: The file is missing, not TOML, or a key is missing or wrong.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    base = path.resolve().parent
+    _no_extra(data, "(top level)", {"gateway", "publish", "subscribe"})
+    gateway_table = _get(data, "gateway", "(top level)", dict)
+    gateway = _gateway(gateway_table, base, path)
+    publish = [
+        _publish(entry, base, f"publish[{i}]")
+        for i, entry in enumerate(_get(data, "publish", "(top level)", list, []))
+    ]
+    subscribe = [
+        _subscribe(entry, base, f"subscribe[{i}]")
+        for i, entry in enumerate(_get(data, "subscribe", "(top level)", list, []))
+    ]
+    if not publish and not subscribe:
+        raise ConfigError("(top level): nothing to do: add a [[publish]] or [[subscribe]] table")
+    if publish and gateway.signing_key is None:
+        raise ConfigError("gateway.signing_key: required when publishing (path of a PEM key)")
+    return AdapterConfig(path, gateway, publish, subscribe)
+
+
+def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
+    where = "gateway"
+    _no_extra(
+        table,
+        where,
+        {"address", "token", "token_file", "ca_cert", "insecure", "signing_key", "state"},
+    )
+    token = _get(table, "token", where, str, "")
+    token_file = _get(table, "token_file", where, str, "")
+    if bool(token) == bool(token_file):
+        raise ConfigError(f"{where}.token: give exactly one of token and token_file")
+    if token_file:
+        try:
+            token = (base / token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.token_file: cannot read {token_file}: {exc}") from exc
+    ca_cert = _get(table, "ca_cert", where, str, "")
+    insecure = _get(table, "insecure", where, bool, False)
+    if not ca_cert and not insecure:
+        raise ConfigError(
+            f"{where}.ca_cert: required (the CA certificate that signed the gateway's), "
+            "or insecure = true for local development"
+        )
+    signing_key = _get(table, "signing_key", where, str, "")
+    state = _get(table, "state", where, str, f"{path.stem}.state.db")
+    return GatewayConfig(
+        address=_get(table, "address", where, str),
+        token=token,
+        ca_cert=Path(_relative(base, ca_cert)) if ca_cert else None,
+        insecure=insecure,
+        signing_key=Path(_relative(base, signing_key)) if signing_key else None,
+        state=Path(_relative(base, state)),
+    )
+
+
+def _options(table: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    options = dict(_get(table, "options", where, dict, {}))
+    for key in _PATH_OPTIONS:
+        if isinstance(options.get(key), str):
+            options[key] = _relative(base, options[key])
+    return options
+
+
+def _publish(table: Any, base: Path, where: str) -> PublishConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _no_extra(
+        table, where, {"resource", "source", "options", "stream", "batch_size", "poll_seconds"}
+    )
+    batch_size = _get(table, "batch_size", where, int, 1000)
+    if not 1 <= batch_size <= 10_000:
+        raise ConfigError(f"{where}.batch_size: expected 1..10000, got {batch_size}")
+    poll = _get(table, "poll_seconds", where, float, 5.0)
+    if poll <= 0:
+        raise ConfigError(f"{where}.poll_seconds: expected a positive number, got {poll}")
+    resource = _get(table, "resource", where, str)
+    return PublishConfig(
+        key=where,
+        resource=resource,
+        source=_get(table, "source", where, str),
+        options=_options(table, base, where),
+        stream=_get(table, "stream", where, str, ""),
+        batch_size=batch_size,
+        poll_seconds=poll,
+    )
+
+
+def _subscribe(table: Any, base: Path, where: str) -> SubscribeConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _no_extra(table, where, {"resource", "sink", "subscription", "options"})
+    return SubscribeConfig(
+        key=where,
+        resource=_get(table, "resource", where, str),
+        sink=_get(table, "sink", where, str),
+        subscription=_get(table, "subscription", where, str, "default"),
+        options=_options(table, base, where),
+    )
