@@ -29,13 +29,15 @@ from catalog.db import open_catalog
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
-from exchange.demo_governance import TourResult, run_tour
+from exchange.demo_adapters import AdapterResult, run_adapters
+from exchange.demo_governance import TourResult, officer_token, run_tour
 from exchange.server import Gateway
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
 from exchange.tls import write_self_signed
 
 RESOURCE = "PSB-RESIDENT"
+LICENCES = 5_000
 
 RESIDENT_SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -280,13 +282,24 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
             -(-records // batch_size),
             _step,
         )
+        print("adapters: pipes between departments' own databases", file=sys.stderr)
+        moved = await run_adapters(
+            workdir,
+            gateway.target,
+            settings.tls_cert,
+            world["admin"],
+            officer_token(settings.catalog_url, "samr-officer", Role.DATA_OFFICER, "SAMR"),
+            world["systems"],
+            LICENCES,
+            _step,
+        )
     finally:
         await gateway.stop()
         if holder is not None:
             holder.cleanup()
     ok = result and tally.intact == records and not tally.corrupt and refusal == "NOT_OWNER"
-    _summary(tally, records, seconds, subscriber.signatures_verified, refusal, ok, tour)
-    return ok and tour.ok
+    _summary(tally, records, seconds, subscriber.signatures_verified, refusal, ok, tour, moved)
+    return ok and tour.ok and moved.ok
 
 
 async def _exchange(
@@ -362,6 +375,7 @@ def _summary(
     refusal: str,
     ok: bool,
     tour: TourResult,
+    moved: AdapterResult,
 ) -> None:
     rate = tally.delivered / seconds if seconds else 0.0
     lines = [
@@ -383,8 +397,11 @@ def _summary(
         f"  masked delivery           {tour.masked_sample}",
         f"  proactive backflow        {tour.backflow_rows:,} rows to Jinjiang, "
         f"{tour.backflow_foreign_rows} outside 510104",
+        f"  adapters                  {moved.civil_rows:,} of {moved.licences:,} licences from "
+        f"market.db in civil.db; {moved.jinjiang_rows:,} Jinjiang licences as files",
         f"  result                    {'OK: every record arrived intact' if ok else 'FAILED'}"
-        + ("; governance rules held" if tour.ok else "; GOVERNANCE CHECK FAILED"),
+        + ("; governance rules held" if tour.ok else "; GOVERNANCE CHECK FAILED")
+        + ("; adapters delivered" if moved.ok else "; ADAPTER CHECK FAILED"),
     ]
     print("\n".join(lines))
 

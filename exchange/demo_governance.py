@@ -54,7 +54,8 @@ class TourResult:
         )
 
 
-def _token(catalog_url: str, name: str, role: Role, department: str) -> str:
+def officer_token(catalog_url: str, name: str, role: Role, department: str) -> str:
+    """Issues a token for an officer straight in the catalog, as `lijiao tokens issue` does."""
     sessions = open_catalog(catalog_url)
     try:
         with sessions() as session:
@@ -89,9 +90,9 @@ async def run_tour(
         ),
         metadata=auth_metadata(admin_token),
     )
-    wang = auth_metadata(_token(catalog_url, "wang", Role.DATA_OFFICER, "PSB"))
-    li = auth_metadata(_token(catalog_url, "li", Role.DATA_OFFICER, "SAMR"))
-    zhao = auth_metadata(_token(catalog_url, "zhao", Role.PLATFORM_OFFICER, "DATA-BUREAU"))
+    wang = auth_metadata(officer_token(catalog_url, "wang", Role.DATA_OFFICER, "PSB"))
+    li = auth_metadata(officer_token(catalog_url, "li", Role.DATA_OFFICER, "SAMR"))
+    zhao = auth_metadata(officer_token(catalog_url, "zhao", Role.PLATFORM_OFFICER, "DATA-BUREAU"))
     step("data officers wang (PSB), li (SAMR) and platform officer zhao (data bureau)")
 
     result.asked_fields = ["id_number", "name", "phone", "status", "region_code"]

@@ -136,6 +136,10 @@ def _build_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # clients send keepalive pings every 20 s (adapters.connection); allow them
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
         ],
     )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(

@@ -1,0 +1,240 @@
+"""The adapter runner end to end: SQL to the gateway to SQL, surviving SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from adapters.sql import SqlSource
+from catalog.models import Role
+from catalog.v1 import catalog_pb2 as pb
+from exchange.cli import main
+from tests.gateway_harness import RunningGateway
+from tests.world import World, build_world
+
+ROWS = 50_000
+
+
+def make_market(path: Path, rows: int) -> None:
+    """The market regulator's own database: business licences."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE licences (licence_no TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+            "holder TEXT NOT NULL, region_code TEXT NOT NULL, capital NUMERIC(12, 2), "
+            "issued_at DATETIME)"
+        )
+        base = datetime.datetime(2024, 1, 1)
+        db.executemany(
+            "INSERT INTO licences VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    f"91510104MA{i:08d}",
+                    i,
+                    f"成都某某商贸有限公司{i}",
+                    ("510104", "510105", "510107")[i % 3],
+                    str(Decimal(i % 100_000) / 100),
+                    (base + datetime.timedelta(minutes=i)).isoformat(sep=" "),
+                )
+                for i in range(rows)
+            ],
+        )
+
+
+def table_rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT licence_no, holder, region_code, CAST(capital AS TEXT) FROM licences"
+        ).fetchall()
+    return sorted(
+        (a, b, c, str(Decimal(d).normalize()) if d is not None else None) for a, b, c, d in rows
+    )
+
+
+def count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM licences").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def set_up(gateway: RunningGateway, tmp_path: Path, rows: int) -> dict[str, Path]:
+    """The world, the source database, the resource registered from discovery, configs."""
+    world: World = build_world(gateway)
+    world.department("SAMR")
+    samr = world.system("SAMR-LICENCE", "SAMR")
+    market = tmp_path / "market.db"
+    make_market(market, rows)
+    source = SqlSource({"url": f"sqlite:///{market}", "table": "licences", "cursor": "seq"})
+    (stream,) = [s for s in asyncio.run(source.discover()) if s.name == "licences"]
+    world.resource(
+        "LICENCES", "SAMR", stream.schema, key_fields=["licence_no"], region_field="region_code"
+    )
+    world.grant("LICENCES", "CIVIL-AFFAIRS")
+    key = tmp_path / "samr-signing-key.pem"
+    samr.signer.save(key)
+    (tmp_path / "samr.token").write_text(samr.token)
+    (tmp_path / "civil.token").write_text(world.systems["CIVIL-AFFAIRS"].token)
+    common = f'address = "{gateway.target}"\ninsecure = true\n'
+    publisher = tmp_path / "publisher.toml"
+    publisher.write_text(
+        f'[gateway]\n{common}token_file = "samr.token"\nsigning_key = "{key.name}"\n\n'
+        '[[publish]]\nresource = "LICENCES"\nsource = "sql"\nbatch_size = 250\n'
+        'poll_seconds = 0.2\n[publish.options]\nurl = "sqlite:///market.db"\n'
+        'table = "licences"\ncursor = "seq"\n'
+    )
+    subscriber = tmp_path / "subscriber.toml"
+    subscriber.write_text(
+        f'[gateway]\n{common}token_file = "civil.token"\n\n'
+        '[[subscribe]]\nresource = "LICENCES"\nsink = "sql"\n[subscribe.options]\n'
+        'url = "sqlite:///civil.db"\ntable = "licences"\ncreate_table = true\n'
+    )
+    return {
+        "market": market,
+        "civil": tmp_path / "civil.db",
+        "publisher": publisher,
+        "subscriber": subscriber,
+    }
+
+
+def start(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exchange.cli",
+            "adapter",
+            "run",
+            str(config),
+            "--report-seconds",
+            "0",
+        ],
+        cwd=config.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stored_records(gateway: RunningGateway) -> int:
+    with sqlite3.connect(gateway.settings.log_path) as db:
+        value = db.execute(
+            "SELECT coalesce(sum(record_count), 0) FROM batches WHERE resource = 'LICENCES'"
+        ).fetchone()[0]
+    return int(value)
+
+
+def test_adapters_survive_sigkill_with_nothing_lost_and_nothing_duplicated(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    paths = set_up(gateway, tmp_path, ROWS)
+    rng = random.Random(20261123)
+    procs = {"publisher": start(paths["publisher"]), "subscriber": start(paths["subscriber"])}
+    kills = 0
+    try:
+        deadline = time.monotonic() + 240
+        while count(paths["civil"]) < ROWS and time.monotonic() < deadline:
+            if kills < 8:
+                time.sleep(rng.uniform(0.3, 1.2))
+                role = ("publisher", "subscriber")[kills % 2]
+                procs[role].send_signal(signal.SIGKILL)
+                procs[role].wait(10)
+                kills += 1
+                procs[role] = start(paths[role])
+            else:
+                time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    errors = {
+        role: (p.stderr.read() if p.stderr else b"").decode()[-2000:] for role, p in procs.items()
+    }
+    assert kills >= 5, f"only {kills} kills happened before the transfer ended"
+    assert count(paths["civil"]) == ROWS, errors
+    assert table_rows(paths["civil"]) == table_rows(paths["market"]), "target differs"
+    assert stored_records(gateway) == ROWS, "the outbox resends; the gateway stores once"
+
+
+def test_adapter_check_reports_each_problem_with_its_key(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    paths = set_up(gateway, tmp_path, 10)
+    ok = CliRunner().invoke(main, ["adapter", "check", str(paths["publisher"])])
+    assert ok.exit_code == 0, ok.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        paths["publisher"].read_text().replace('table = "licences"', 'table = "nope"')
+    )
+    result = CliRunner().invoke(main, ["adapter", "check", str(broken)])
+    assert result.exit_code == 1
+    assert "publish[0].options.table" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("batch_size = 250", 'batch_size = "many"'), "publish[0].batch_size: expected int"),
+        (('source = "sql"', 'source = "oracle"'), "no source adapter named 'oracle'"),
+        (("insecure = true", 'insecure = "yes"'), "gateway.insecure: expected bool"),
+        (('token_file = "samr.token"\n', ""), "gateway.token: give exactly one"),
+    ],
+)
+def test_a_bad_config_says_which_key_and_what_was_expected(
+    gateway: RunningGateway, tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    paths = set_up(gateway, tmp_path, 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(paths["publisher"].read_text().replace(*change))
+    result = CliRunner().invoke(main, ["adapter", "check", str(bad)])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_discover_proposes_a_catalog_entry_and_registers_it(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    paths = set_up(gateway, tmp_path, 3)
+    officer = gateway.issue_token("wang", Role.DATA_OFFICER, department="SAMR")
+    config = tmp_path / "officer.toml"
+    config.write_text(
+        paths["publisher"]
+        .read_text()
+        .replace('token_file = "samr.token"', f'token = "{officer}"')
+        .replace('resource = "LICENCES"', 'resource = "LICENCES-2"')
+    )
+    result = CliRunner().invoke(
+        main, ["adapter", "discover", str(config), "--register", "--owner", "SAMR"]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"registers": "licences"' in result.output
+    from adapters.connection import auth_metadata, open_blocking_channel
+    from catalog.v1 import catalog_pb2_grpc
+
+    with open_blocking_channel(gateway.target, insecure=True, quiet=True) as channel:
+        resource = (
+            catalog_pb2_grpc.CatalogServiceStub(channel)
+            .GetResource(pb.GetResourceRequest(code="LICENCES-2"), metadata=auth_metadata(officer))
+            .resource
+        )
+    assert list(resource.key_fields) == ["licence_no"]
+    assert resource.classification == pb.CLASSIFICATION_IMPORTANT
