@@ -8,6 +8,7 @@ Example::
     ca_cert = "ca.pem"                   # or insecure = true (local development only)
     signing_key = "samr-signing-key.pem" # needed when publishing
     state = "samr-adapter.db"            # default: <config name>.state.db beside the file
+    gateway_key = "MCowBQYDK2VwAyEA..."  # pin the countersigning key (base64, hex or PEM)
 
     [[publish]]
     resource = "SAMR-LICENCE"
@@ -54,6 +55,7 @@ class GatewayConfig:
     insecure: bool
     signing_key: Path | None
     state: Path
+    gateway_key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,29 @@ def load(path: Path) -> AdapterConfig:
         raise ConfigError("(top level): nothing to do: add a [[publish]] or [[subscribe]] table")
     if publish and gateway.signing_key is None:
         raise ConfigError("gateway.signing_key: required when publishing (path of a PEM key)")
+    if gateway.signing_key is not None:
+        _check_signing_key(gateway.signing_key)
+    seen: dict[tuple[str, str, str], str] = {}
+    for entry in publish:
+        key = (entry.resource, entry.source, entry.stream)
+        if key in seen:
+            raise ConfigError(
+                f"{entry.key}: same resource, source and stream as {seen[key]}; give each a "
+                "distinct stream name (they keep separate cursors)"
+            )
+        seen[key] = entry.key
     return AdapterConfig(path, gateway, publish, subscribe)
+
+
+def _check_signing_key(path: Path) -> None:
+    from exchange.signing import Ed25519Signer
+
+    try:
+        Ed25519Signer.from_file(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"gateway.signing_key: {path} is not a readable Ed25519 private key (PEM): {exc}"
+        ) from exc
 
 
 def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
@@ -164,7 +188,16 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
     _no_extra(
         table,
         where,
-        {"address", "token", "token_file", "ca_cert", "insecure", "signing_key", "state"},
+        {
+            "address",
+            "token",
+            "token_file",
+            "ca_cert",
+            "insecure",
+            "signing_key",
+            "state",
+            "gateway_key",
+        },
     )
     token = _get(table, "token", where, str, "")
     token_file = _get(table, "token_file", where, str, "")
@@ -184,6 +217,15 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
         )
     signing_key = _get(table, "signing_key", where, str, "")
     state = _get(table, "state", where, str, f"{path.stem}.state.db")
+    pinned = _get(table, "gateway_key", where, str, "")
+    gateway_key = None
+    if pinned:
+        from exchange.signing import public_key_from_text
+
+        try:
+            gateway_key = public_key_from_text(pinned)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.gateway_key: {exc}") from exc
     return GatewayConfig(
         address=_get(table, "address", where, str),
         token=token,
@@ -191,6 +233,7 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
         insecure=insecure,
         signing_key=Path(_relative(base, signing_key)) if signing_key else None,
         state=Path(_relative(base, state)),
+        gateway_key=gateway_key,
     )
 
 

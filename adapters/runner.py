@@ -19,6 +19,7 @@ dead-letter table of the state file instead of blocking everything behind them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import json
@@ -47,6 +48,12 @@ from exchange.v1 import exchange_pb2
 log = logging.getLogger("lijiao.adapter")
 
 RETRY_FIRST_SECONDS = 0.5
+# Refusals about a batch's own content: it can never go through, so it becomes a dead
+# letter (with its bytes, to replay) and the source moves on. Every other refusal is
+# about the adapter (key, token, grant) or the gateway, and is retried until fixed.
+CONTENT_REFUSALS = frozenset(
+    {"RECORD_DECODE_FAILED", "INVALID_BATCH", "RECORD_TOO_LARGE", "BATCH_TOO_LARGE"}
+)
 RETRY_MOST_SECONDS = 30.0
 
 
@@ -56,6 +63,7 @@ class Progress:
 
     read: int = 0
     acknowledged: int = 0
+    refused: int = 0
     received: int = 0
     written: int = 0
     dead_letters: int = 0
@@ -67,7 +75,8 @@ class Progress:
         seconds = max(time.monotonic() - self.started, 1e-9)
         return (
             f"published {self.acknowledged:,} records ({self.acknowledged / seconds:,.0f}/s, "
-            f"{self.read - self.acknowledged:,} in flight) · received {self.received:,}, "
+            f"{self.read - self.acknowledged - self.refused:,} in flight) · received "
+            f"{self.received:,}, "
             f"written {self.written:,} ({self.written / seconds:,.0f}/s) · dead letters "
             f"{self.dead_letters:,} · errors {self.errors:,}"
         )
@@ -101,12 +110,12 @@ class Runner:
 
     def source(self, entry: PublishConfig) -> Source:
         """Instantiates an entry's source (AdapterError names the entry on bad options)."""
-        source: Source = _build(entry.key, lambda: source_class(entry.source)(entry.options))
+        source: Source = source_class(entry.source)(entry.options)
         return source
 
     def sink(self, entry: SubscribeConfig) -> Sink:
         """Instantiates an entry's sink."""
-        sink: Sink = _build(entry.key, lambda: sink_class(entry.sink)(entry.options))
+        sink: Sink = sink_class(entry.sink)(entry.options)
         return sink
 
     def _channel(self) -> grpc.aio.Channel:
@@ -172,6 +181,14 @@ class Runner:
             except (AdapterError, GatewayRefusal, grpc.aio.AioRpcError, OSError) as exc:
                 self.progress.errors += 1
                 print(f"{name}: {exc}; retrying in {delay:.1f}s", file=self.out, flush=True)
+            except Exception as exc:  # a bug or an adapter's own: report it, keep running
+                self.progress.errors += 1
+                log.exception("%s failed", name)
+                print(
+                    f"{name}: unexpected {type(exc).__name__}: {exc}; retrying in {delay:.1f}s",
+                    file=self.out,
+                    flush=True,
+                )
             if time.monotonic() - started > RETRY_MOST_SECONDS:
                 delay = RETRY_FIRST_SECONDS
             with contextlib.suppress(TimeoutError):
@@ -198,6 +215,7 @@ class Runner:
             for staged in self.state.outbox(key):  # sent before a crash: send them again
                 batch = exchange_pb2.RecordBatch.FromString(staged.batch) if staged.batch else None
                 future = await publisher.send(batch) if batch is not None else None
+                self.progress.read += len(batch.records) if batch is not None else 0
                 await queue.put((staged, future))
                 position = staged.cursor
             while not self._stop.is_set():
@@ -240,14 +258,11 @@ class Runner:
         if read.records:
             batch = publisher.build(entry.resource, schema, encode_records(schema, read.records))
             if batch.ByteSize() > MAX_BATCH_MESSAGE_BYTES:
-                self.state.dead_letter(
-                    key,
-                    batch.batch_id,
-                    "BATCH_TOO_LARGE",
-                    f"{batch.ByteSize()} bytes; lower batch_size",
+                raise AdapterError(
+                    f"a batch of {len(read.records)} records is {batch.ByteSize()} bytes, over "
+                    f"{MAX_BATCH_MESSAGE_BYTES}; lower batch_size",
+                    "batch_size",
                 )
-                self.progress.dead_letters += 1
-                batch = None
         payload = batch.SerializeToString() if batch is not None else None
         staged = self.state.stage(key, payload, read.cursor, read.on_commit)
         future = await publisher.send(batch) if batch is not None else None
@@ -268,15 +283,23 @@ class Runner:
                     try:
                         await future
                     except GatewayRefusal as refusal:
-                        if not refusal.reason:  # the gateway was away too long: retry later
+                        if refusal.reason not in CONTENT_REFUSALS:
+                            # about us, not the batch (key, token, grant, gateway away):
+                            # keep it in the outbox and retry after the operator fixes it
                             raise
                         self.state.dead_letter(
                             key,
                             refusal.metadata.get("batch_id", ""),
                             refusal.reason,
-                            refusal.message,
+                            {
+                                "message": refusal.message,
+                                "batch": base64.b64encode(staged.batch or b"").decode(),
+                            },
                         )
                         self.progress.dead_letters += 1
+                        self.progress.refused += len(
+                            exchange_pb2.RecordBatch.FromString(staged.batch or b"").records
+                        )
                     else:
                         batch = exchange_pb2.RecordBatch.FromString(staged.batch or b"")
                         self.progress.acknowledged += len(batch.records)
@@ -294,6 +317,7 @@ class Runner:
             self.config.gateway.token,
             entry.resource,
             subscription=entry.subscription,
+            gateway_public_key=self.config.gateway.gateway_key,
             ca_cert=self.config.gateway.ca_cert,
             insecure=self.config.gateway.insecure,
         )
@@ -352,10 +376,3 @@ class Runner:
         except grpc.aio.AioRpcError as exc:
             return [(key, f"gateway: {exc.code().name}: {exc.details()}")]
         return []
-
-
-def _build(key: str, make: Callable[[], Any]) -> Any:
-    try:
-        return make()
-    except AdapterError as exc:
-        raise AdapterError(f"{key}: {exc}", exc.key) from exc

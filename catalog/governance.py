@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -603,7 +604,13 @@ class Governance:
                 department_id=department.id, enrolled_by=actor.name, reason=reason
             )
             session.add(enrolment)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                raise AlreadyExists(
+                    Reason.ALREADY_EXISTS, f"{department.code} is already enrolled"
+                ) from exc
             self._granted_changed()
             session.refresh(enrolment)
             return enrolment

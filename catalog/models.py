@@ -16,12 +16,14 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -332,6 +334,16 @@ class BackflowEnrolment(Base):
     """A district or town enrolled in proactive backflow (主动式数据回流)."""
 
     __tablename__ = "backflow_enrolments"
+    __table_args__ = (
+        # at most one current enrolment per department, even when two officers race
+        Index(
+            "one_current_enrolment",
+            "department_id",
+            unique=True,
+            sqlite_where=text("withdrawn_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))

@@ -127,7 +127,8 @@ def _in_int64(value: str | int) -> bool:
 
 
 def _maskable(avro_type: Any) -> bool:
-    """Whether every value of a type is built from strings and nulls only."""
+    """Whether every value of a type is built from strings and nulls only (maps are not:
+    their keys would go out unmasked)."""
     if isinstance(avro_type, list):
         return all(_maskable(branch) for branch in avro_type)
     if isinstance(avro_type, dict):
@@ -136,8 +137,6 @@ def _maskable(avro_type: Any) -> bool:
             return all(_maskable(f["type"]) for f in avro_type.get("fields", []))
         if kind == "array":
             return _maskable(avro_type.get("items"))
-        if kind == "map":
-            return _maskable(avro_type.get("values"))
         return _maskable(kind)
     return avro_type in ("string", "null")
 
@@ -382,14 +381,24 @@ class Catalog:
             query = query.join(Resource.owner).where(Department.code == owner_department)
         return self.page(query, Resource.code, page_size, page_token)
 
-    def add_schema(self, actor: Identity, resource_code: str, definition: str) -> SchemaVersion:
+    def add_schema(
+        self,
+        actor: Identity,
+        resource_code: str,
+        definition: str,
+        fields: Sequence[FieldSpec] = (),
+    ) -> SchemaVersion:
         """Adds a schema version after the resource's compatibility check.
 
+        Fields the version adds are described by ``fields``; a new field left undescribed
+        is recorded as PERSONAL, so deliveries mask it until someone describes it.
         Registering a schema identical (same fingerprint) to an existing version returns
         that version unchanged.
 
         Raises:
             FailedPrecondition: SCHEMA_INCOMPATIBLE, with every incompatibility listed.
+            InvalidArgument: INVALID_FIELD for a description of a field the version does
+                not add, or a sensitive field that would hold more than strings.
         """
         _require(actor, Role.ADMINISTRATOR, Role.DATA_OFFICER)
         parsed = schemas.parse(definition)
@@ -419,6 +428,7 @@ class Catalog:
                     f"the schema is not {mode.value} compatible: {detail}",
                     {"mode": mode.value, "problems": str(len(problems))},
                 )
+            resource.fields = self._described(resource, parsed, fields)
             version = SchemaVersion(
                 resource_id=resource.id,
                 version=len(resource.schemas) + 1,
@@ -452,6 +462,57 @@ class Catalog:
             resource_id = self.resource(session, resource_code).id
         query = select(SchemaVersion).where(SchemaVersion.resource_id == resource_id)
         return self.page(query, SchemaVersion.version, page_size, page_token)
+
+    @staticmethod
+    def _described(
+        resource: Resource, parsed: schemas.ParsedSchema, given: Sequence[FieldSpec]
+    ) -> list[dict[str, str]]:
+        """The resource's field specs with this version's new fields added."""
+        seen = {
+            name
+            for s in resource.schemas
+            for name in schemas.parse(s.definition).top_level_fields()
+        }
+        new = [name for name in parsed.top_level_fields() if name not in seen]
+        by_name = {spec.name: spec for spec in given}
+        for name in by_name:
+            if name not in new:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    f"field {name!r} is not new in this version; new fields: "
+                    f"{', '.join(new) or 'none'}",
+                    {"field": name},
+                )
+        specs = list(resource.fields)
+        version = len(resource.schemas) + 1
+        for name in new:
+            spec = by_name.get(
+                name,
+                FieldSpec(
+                    name, f"added in version {version}; not yet described", Sensitivity.PERSONAL
+                ),
+            )
+            specs.append(
+                {
+                    "name": name,
+                    "description": validation.text(
+                        "fields.description", spec.description, required=False, limit=1000
+                    ),
+                    "sensitivity": spec.sensitivity.value,
+                }
+            )
+        types = {f["name"]: f["type"] for f in parsed.definition["fields"]}
+        for spec_row in specs:
+            name, tag = spec_row["name"], spec_row["sensitivity"]
+            if name in types and tag != Sensitivity.NONE.value and not _maskable(types[name]):
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    f"field {name!r} is tagged {tag} but holds more than strings in this "
+                    "version, so it could not be masked; keep it a string, or describe a "
+                    "new field with sensitivity none",
+                    {"field": name},
+                )
+        return specs
 
     # --- grants ---------------------------------------------------------------------
 

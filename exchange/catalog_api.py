@@ -298,7 +298,22 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def CreateSchema(
         self, request: pb.CreateSchemaRequest, identity: Identity, context: Any
     ) -> pb.CreateSchemaResponse:
-        row = self.catalog.add_schema(identity, request.resource, request.definition)
+        specs = [
+            service.FieldSpec(
+                name=f.name,
+                description=f.description,
+                sensitivity=from_wire(
+                    pb.Sensitivity,
+                    "SENSITIVITY_",
+                    f.sensitivity,
+                    models.Sensitivity,
+                    "fields.sensitivity",
+                    models.Sensitivity.NONE,
+                ),
+            )
+            for f in request.fields
+        ]
+        row = self.catalog.add_schema(identity, request.resource, request.definition, specs)
         return pb.CreateSchemaResponse(schema=schema_message(row, request.resource))
 
     @unary()

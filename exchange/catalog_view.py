@@ -35,6 +35,7 @@ class ResourceView:
     region_field: str
     key_fields: tuple[str, ...]
     tags: dict[str, Sensitivity]
+    fingerprints: frozenset[bytes]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,12 @@ class CatalogView:
                     if f["sensitivity"] != Sensitivity.NONE.value
                 }
                 return ResourceView(
-                    row.code, row.owner.code, row.region_field, tuple(row.key_fields), tags
+                    row.code,
+                    row.owner.code,
+                    row.region_field,
+                    tuple(row.key_fields),
+                    tags,
+                    frozenset(bytes.fromhex(s.fingerprint) for s in row.schemas),
                 )
 
         return self._resources.get_or_load(code, load)
@@ -163,6 +169,10 @@ class CatalogView:
             )
 
         return self._grants.get_or_load((system, resource), load)
+
+    def forget_resource(self, code: str) -> None:
+        """Drops one cached resource (its field tags changed with a new schema version)."""
+        self._resources.pop(code, None)
 
     def forget_grants(self) -> None:
         """Drops cached grants and resources: a revocation takes effect at once."""

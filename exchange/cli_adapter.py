@@ -146,10 +146,11 @@ def discover(
 
 
 def _chosen(streams: list[Stream], name: str) -> Stream | None:
-    for stream in streams:
-        if stream.name == name or not name:
-            return stream
-    return None
+    """The entry's stream: by name, else the one the source is configured to read."""
+    if name:
+        return next((s for s in streams if s.name == name), None)
+    configured = [s for s in streams if s.cursor_field] or streams
+    return configured[0] if configured else None
 
 
 def _stream_json(stream: Stream) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def rpc_error_message(err: grpc.RpcError) -> str:
     Returns:
         One line, e.g. ``NOT_FOUND UNKNOWN_DEPARTMENT: no department X [department=X]``.
     """
-    if not isinstance(err, grpc.Call):
+    if not isinstance(err, grpc.Call | grpc.aio.AioRpcError):
         return str(err)
     message = err.details()
     reason, metadata = error_info(err)
@@ -450,11 +450,20 @@ schemas = _entries("schemas", "Avro schema versions of resources.")
 @schemas.command("add")
 @click.argument("resource")
 @click.argument("file", type=_FILE)
+@click.option("--field", "fields", multiple=True, type=_FIELD_SPEC, help=_FIELD_HELP)
 @_catalog_command
-def schemas_add(console: _Console, resource: str, file: Path) -> None:
-    """Adds a schema version to RESOURCE after its compatibility check."""
+def schemas_add(
+    console: _Console, resource: str, file: Path, fields: tuple[catalog_pb2.FieldSpec, ...]
+) -> None:
+    """Adds a schema version to RESOURCE after its compatibility check.
+
+    Describe each field the version adds with --field; an undescribed new field is
+    recorded as personal data and masked in deliveries until described.
+    """
     definition = file.read_text(encoding="utf-8")
-    request = catalog_pb2.CreateSchemaRequest(resource=resource, definition=definition)
+    request = catalog_pb2.CreateSchemaRequest(
+        resource=resource, definition=definition, fields=list(fields)
+    )
     console.show("CreateSchema", request, "schema", skip=_NOT_SHOWN)
 
 

@@ -138,8 +138,11 @@ class DeliveryPath:
         key = (resource, fingerprint, grant.fields, grant.clear_fields, grant.region)
         if key not in self._projections:
             writer = self.view.schema(resource, fingerprint)
-            view = self.view.resource(resource)
             known = writer.top_level_fields()
+            view = self.view.resource(resource)
+            if fingerprint not in view.fingerprints:
+                self.view.forget_resource(resource)  # a newer version's tags: read them now
+                view = self.view.resource(resource)
             fields = tuple(f for f in known if f in grant.fields) if grant.fields else None
             delivered = fields if fields is not None else tuple(known)
             masked = {

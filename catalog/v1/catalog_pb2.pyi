@@ -379,12 +379,14 @@ class ListResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateSchemaRequest(_message.Message):
-    __slots__ = ("resource", "definition")
+    __slots__ = ("resource", "definition", "fields")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     resource: str
     definition: str
-    def __init__(self, resource: _Optional[str] = ..., definition: _Optional[str] = ...) -> None: ...
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    def __init__(self, resource: _Optional[str] = ..., definition: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ...) -> None: ...
 
 class CreateSchemaResponse(_message.Message):
     __slots__ = ("schema",)

@@ -238,3 +238,47 @@ def test_discover_proposes_a_catalog_entry_and_registers_it(
         )
     assert list(resource.key_fields) == ["licence_no"]
     assert resource.classification == pb.CLASSIFICATION_IMPORTANT
+
+
+def test_a_refusal_about_the_adapter_keeps_its_batches_and_cursor(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    from adapters.config import load
+    from adapters.runner import Runner, state_key
+    from adapters.state import AdapterState
+    from exchange.signing import Ed25519Signer
+
+    paths = set_up(gateway, tmp_path, 40)
+    stranger = tmp_path / "unregistered-key.pem"
+    Ed25519Signer.generate().save(stranger)
+    config = tmp_path / "wrong-key.toml"
+    config.write_text(paths["publisher"].read_text()
+                      .replace("samr-signing-key.pem", stranger.name))
+    loaded = load(config)
+
+    async def run() -> Runner:
+        runner = Runner(loaded, report_seconds=0)
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(2.0)
+        runner.stop()
+        await task
+        return runner
+
+    runner = asyncio.run(run())
+    assert runner.progress.errors >= 1
+    state = AdapterState(loaded.gateway.state)
+    key = state_key(loaded.publish[0])
+    assert state.dead_letters() == [], "UNKNOWN_SIGNING_KEY is about us, not the batch"
+    assert state.cursor(key) is None, "the cursor must not move past unacknowledged rows"
+    assert state.outbox(key), "the signed batch waits in the outbox for a retry"
+    state.close()
+    assert stored_records(gateway) == 0
+
+
+def test_a_bad_signing_key_file_is_a_config_error(gateway: RunningGateway,
+                                                   tmp_path: Path) -> None:
+    paths = set_up(gateway, tmp_path, 1)
+    (tmp_path / "samr-signing-key.pem").write_text("not a key")
+    result = CliRunner().invoke(main, ["adapter", "check", str(paths["publisher"])])
+    assert result.exit_code != 0
+    assert "gateway.signing_key" in result.output

@@ -13,6 +13,7 @@ import pytest
 
 from adapters.errors import GatewayRefusal, error_info
 from adapters.publisher import Publisher
+from catalog.v1 import catalog_pb2 as pb
 from exchange.envelope import digest_of_batch
 from exchange.log import NewBatch, RecordLog
 from tests.gateway_harness import RunningGateway
@@ -258,3 +259,32 @@ def test_a_grant_of_fields_keeps_union_branches_and_named_types(world: World) ->
         "office_address": {"street": "b"},
         "who": ("gov.samr.Firm", {"id": "F-1"}),
     }
+
+
+def test_a_field_added_later_and_left_undescribed_is_delivered_masked(world: World) -> None:
+    from adapters.subscriber import Subscriber
+
+    schema = json.loads(json.dumps(PERSON_SCHEMA))
+    schema["fields"].append({"name": "mobile", "type": ["null", "string"], "default": None})
+    world.stub.CreateSchema(pb.CreateSchemaRequest(resource="RESIDENTS",
+                                                   definition=json.dumps(schema)),
+                            metadata=world.admin())
+    row = {**person(1), "mobile": "13812345678"}
+    publisher = world.systems["PSB-HUKOU"]
+    batch = signed_batch(publisher.signer, "RESIDENTS", schema, encode(schema, [row]))
+    assert publish(world.gateway.target, publisher.token, [batch]).code is None
+
+    async def run() -> Any:
+        got: list[Any] = []
+        subscriber = Subscriber(world.gateway.target, world.systems["CIVIL-AFFAIRS"].token,
+                                "RESIDENTS", insecure=True)
+
+        def handle(received: Any) -> None:
+            got.extend(received.records)
+            subscriber.stop()
+
+        await asyncio.wait_for(subscriber.run(handle), 15)
+        await subscriber.close()
+        return got[0]
+
+    assert asyncio.run(run())["mobile"] == "****"
