@@ -104,6 +104,25 @@ def resource_message(row: models.Resource) -> pb.Resource:
     )
 
 
+def field_specs(fields: Any) -> list[service.FieldSpec]:
+    """Converts wire field descriptions; an unspecified sensitivity is NONE."""
+    return [
+        service.FieldSpec(
+            name=f.name,
+            description=f.description,
+            sensitivity=from_wire(
+                pb.Sensitivity,
+                "SENSITIVITY_",
+                f.sensitivity,
+                models.Sensitivity,
+                "fields.sensitivity",
+                models.Sensitivity.NONE,
+            ),
+        )
+        for f in fields
+    ]
+
+
 def schema_message(row: models.SchemaVersion, resource: str) -> pb.Schema:
     """Converts a schema version row."""
     return pb.Schema(
@@ -243,21 +262,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             update_cycle=r.update_cycle,
             key_fields=list(r.key_fields),
             region_field=r.region_field,
-            fields=[
-                service.FieldSpec(
-                    name=f.name,
-                    description=f.description,
-                    sensitivity=from_wire(
-                        pb.Sensitivity,
-                        "SENSITIVITY_",
-                        f.sensitivity,
-                        models.Sensitivity,
-                        "fields.sensitivity",
-                        models.Sensitivity.NONE,
-                    ),
-                )
-                for f in r.fields
-            ],
+            fields=field_specs(r.fields),
             compatibility=from_wire(
                 pb.CompatibilityMode,
                 "COMPATIBILITY_MODE_",
@@ -298,22 +303,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def CreateSchema(
         self, request: pb.CreateSchemaRequest, identity: Identity, context: Any
     ) -> pb.CreateSchemaResponse:
-        specs = [
-            service.FieldSpec(
-                name=f.name,
-                description=f.description,
-                sensitivity=from_wire(
-                    pb.Sensitivity,
-                    "SENSITIVITY_",
-                    f.sensitivity,
-                    models.Sensitivity,
-                    "fields.sensitivity",
-                    models.Sensitivity.NONE,
-                ),
-            )
-            for f in request.fields
-        ]
-        row = self.catalog.add_schema(identity, request.resource, request.definition, specs)
+        row = self.catalog.add_schema(
+            identity, request.resource, request.definition, field_specs(request.fields)
+        )
         return pb.CreateSchemaResponse(schema=schema_message(row, request.resource))
 
     @unary()
