@@ -376,6 +376,7 @@ class _Stream:
                         self.last_sent = stored.position
                         self._advance()
                         continue
+                    self._check_grant()  # a revocation while this pass yields stops it here
                     attempt = self.attempts.get(stored.position, 0) + 1
                     self.attempts[stored.position] = attempt
                     if attempt > 1:
