@@ -82,6 +82,15 @@ class Progress:
         )
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """A staged batch on its way: the gateway's answer to come, and its record count."""
+
+    staged: Staged
+    future: asyncio.Future[Any] | None
+    records: int
+
+
 def state_key(entry: PublishConfig) -> str:
     """The state's name for a publish entry: stable when the config file is reordered."""
     return f"{entry.resource}/{entry.source}/{entry.stream}"
@@ -208,15 +217,13 @@ class Runner:
             ca_cert=self.config.gateway.ca_cert,
             insecure=self.config.gateway.insecure,
         )
-        queue: asyncio.Queue[tuple[Staged, asyncio.Future[Any] | None]] = asyncio.Queue()
+        queue: asyncio.Queue[_Sent] = asyncio.Queue()
 
         async def produce() -> None:
             position = self.state.cursor(key)
             for staged in self.state.outbox(key):  # sent before a crash: send them again
                 batch = exchange_pb2.RecordBatch.FromString(staged.batch) if staged.batch else None
-                future = await publisher.send(batch) if batch is not None else None
-                self.progress.read += len(batch.records) if batch is not None else 0
-                await queue.put((staged, future))
+                await queue.put(await self._send(publisher, staged, batch))
                 position = staged.cursor
             while not self._stop.is_set():
                 async for read in source.read(schema.definition, position, entry.batch_size):
@@ -250,34 +257,39 @@ class Runner:
         schema: schemas.ParsedSchema,
         publisher: Publisher,
         read: Any,
-    ) -> tuple[Staged, asyncio.Future[Any] | None]:
+    ) -> _Sent:
         for name, reason in read.rejected:
             self.state.dead_letter(key, name, "REJECTED_INPUT", reason)
             self.progress.dead_letters += 1
         batch = None
         if read.records:
             batch = publisher.build(entry.resource, schema, encode_records(schema, read.records))
-            if batch.ByteSize() > MAX_BATCH_MESSAGE_BYTES:
+            size = batch.ByteSize()
+            if size > MAX_BATCH_MESSAGE_BYTES:
                 raise AdapterError(
-                    f"a batch of {len(read.records)} records is {batch.ByteSize()} bytes, over "
+                    f"a batch of {len(read.records)} records is {size} bytes, over "
                     f"{MAX_BATCH_MESSAGE_BYTES}; lower batch_size",
                     "batch_size",
                 )
         payload = batch.SerializeToString() if batch is not None else None
         staged = self.state.stage(key, payload, read.cursor, read.on_commit)
-        future = await publisher.send(batch) if batch is not None else None
-        self.progress.read += len(read.records) if batch is not None else 0
-        return staged, future
+        return await self._send(publisher, staged, batch)
 
-    async def _commit_in_order(
-        self,
-        key: str,
-        source: Source,
-        queue: asyncio.Queue[tuple[Staged, asyncio.Future[Any] | None]],
-    ) -> None:
+    async def _send(
+        self, publisher: Publisher, staged: Staged, batch: exchange_pb2.RecordBatch | None
+    ) -> _Sent:
+        """Sends a staged batch (waiting while too many are in flight)."""
+        if batch is None:
+            return _Sent(staged, None, 0)
+        future = await publisher.send(batch)
+        self.progress.read += len(batch.records)
+        return _Sent(staged, future, len(batch.records))
+
+    async def _commit_in_order(self, key: str, source: Source, queue: asyncio.Queue[_Sent]) -> None:
         """Moves the cursor past each batch once acknowledged, strictly in read order."""
         while True:
-            staged, future = await queue.get()
+            sent = await queue.get()
+            staged, future = sent.staged, sent.future
             try:
                 if future is not None:
                     try:
@@ -297,12 +309,9 @@ class Runner:
                             },
                         )
                         self.progress.dead_letters += 1
-                        self.progress.refused += len(
-                            exchange_pb2.RecordBatch.FromString(staged.batch or b"").records
-                        )
+                        self.progress.refused += sent.records
                     else:
-                        batch = exchange_pb2.RecordBatch.FromString(staged.batch or b"")
-                        self.progress.acknowledged += len(batch.records)
+                        self.progress.acknowledged += sent.records
                 await source.committed(staged.note)
                 self.state.acknowledged(staged)
             finally:

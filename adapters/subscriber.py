@@ -28,7 +28,7 @@ from adapters.errors import RETRYABLE, GatewayRefusal, VerificationError
 from catalog import schemas
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from exchange import signing
-from exchange.envelope import batch_digest, digest_of_delivery
+from exchange.envelope import batch_digest, digest_of_delivery, records_hash_list
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 
@@ -248,15 +248,16 @@ class Subscriber:
                 f"batch {delivered.batch_id} is countersigned by unknown key "
                 f"{delivered.gateway_key_id}"
             )
+        hashes = records_hash_list(delivered.records)  # once, for both signatures
         if not signing.verify(
-            self._gateway_key, digest_of_delivery(delivered), delivered.gateway_signature
+            self._gateway_key, digest_of_delivery(delivered, hashes), delivered.gateway_signature
         ):
             raise VerificationError(f"gateway signature of batch {delivered.batch_id} is invalid")
         self.signatures_verified += 1
         schema = self._schema(delivered)
         provider_ok = False
         if self._verify_provider:
-            provider_ok = await self._verify_provider_signature(delivered)
+            provider_ok = await self._verify_provider_signature(delivered, hashes)
         return ReceivedBatch(
             offset=delivered.offset,
             batch_id=delivered.batch_id,
@@ -282,7 +283,9 @@ class Subscriber:
             raise VerificationError(f"no schema for fingerprint {fingerprint.hex()}")
         return self._schemas[fingerprint]
 
-    async def _verify_provider_signature(self, delivered: exchange_pb2.DeliveredBatch) -> bool:
+    async def _verify_provider_signature(
+        self, delivered: exchange_pb2.DeliveredBatch, hashes: bytes
+    ) -> bool:
         digest = batch_digest(
             resource=delivered.resource,
             schema_fingerprint=delivered.schema_fingerprint,
@@ -291,6 +294,7 @@ class Subscriber:
             create_seconds=delivered.create_time.seconds,
             create_nanos=delivered.create_time.nanos,
             records=delivered.records,
+            hashes=hashes,
         )
         if digest != delivered.provider_digest:
             return False  # the grant reshaped the records; the gateway's signature covers it

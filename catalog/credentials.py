@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.db import close_catalog, open_catalog
 from catalog.errors import InvalidArgument, NotFound, Reason, Unauthenticated
 from catalog.models import Credential, Department, Principal, Role, System, utcnow
 
@@ -122,3 +123,24 @@ def authenticate_token(session: Session, token: str) -> Identity:
         department=principal.department.code if principal.department else None,
         system=principal.system.code if principal.system else None,
     )
+
+
+def issue_token_at(
+    catalog_url: str,
+    *,
+    name: str,
+    role: Role,
+    department: str | None = None,
+    system: str | None = None,
+) -> str:
+    """Issues a token in the catalog at ``catalog_url``, as ``lijiao tokens issue`` does.
+
+    Raises:
+        InvalidArgument, NotFound: As :func:`issue_token`.
+    """
+    sessions = open_catalog(catalog_url)
+    try:
+        with sessions() as session:
+            return issue_token(session, name=name, role=role, department=department, system=system)
+    finally:
+        close_catalog(sessions)

@@ -29,3 +29,8 @@ def open_catalog(url: str) -> sessionmaker[Session]:
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def close_catalog(sessions: sessionmaker[Session]) -> None:
+    """Closes the connections of a catalog opened with :func:`open_catalog`."""
+    sessions.kw["bind"].dispose()

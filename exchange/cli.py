@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -12,8 +11,7 @@ from typing import Any
 
 import click
 
-from catalog.credentials import issue_token
-from catalog.db import open_catalog
+from catalog.credentials import issue_token_at
 from catalog.errors import LijiaoError
 from catalog.models import Role
 from exchange.cli_adapter import adapter
@@ -180,17 +178,12 @@ def tokens_issue(
     kind = _ROLES[role]
     if kind is not Role.SYSTEM and not name:
         raise click.UsageError("--name is required for this role")
-    sessions = open_catalog(settings.catalog_url)
     try:
-        with sessions() as session:
-            token = issue_token(
-                session, name=name or "", role=kind, department=department, system=system
-            )
+        token = issue_token_at(
+            settings.catalog_url, name=name or "", role=kind, department=department, system=system
+        )
     except LijiaoError as exc:
         raise click.ClickException(exc.message) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            sessions.kw["bind"].dispose()
     click.echo(token)
 
 

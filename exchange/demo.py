@@ -24,13 +24,12 @@ from adapters.connection import auth_metadata, open_channel
 from adapters.errors import GatewayRefusal
 from adapters.publisher import Publisher, encode_records
 from adapters.subscriber import ReceivedBatch, Subscriber
-from catalog.credentials import issue_token
-from catalog.db import open_catalog
+from catalog.credentials import issue_token_at
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
 from exchange.demo_adapters import AdapterResult, run_adapters
-from exchange.demo_governance import TourResult, officer_token, run_tour
+from exchange.demo_governance import TourResult, run_tour
 from exchange.server import Gateway
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
@@ -125,9 +124,7 @@ def _step(text: str) -> None:
 
 
 async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[str, Any]:
-    sessions = open_catalog(settings.catalog_url)
-    with sessions() as session:
-        admin = issue_token(session, name="demo-admin", role=Role.ADMINISTRATOR)
+    admin = issue_token_at(settings.catalog_url, name="demo-admin", role=Role.ADMINISTRATOR)
     channel = open_channel(gateway.target, ca_cert=settings.tls_cert)
     stub = catalog_pb2_grpc.CatalogServiceStub(channel)
     md = auth_metadata(admin)
@@ -170,8 +167,7 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
             ),
             metadata=md,
         )
-        with sessions() as session:
-            token = issue_token(session, name=code, role=Role.SYSTEM, system=code)
+        token = issue_token_at(settings.catalog_url, name=code, role=Role.SYSTEM, system=code)
         systems[code] = (signer, token)
     _step("registered 4 systems with Ed25519 signing keys and bearer tokens")
     fields = [
@@ -220,7 +216,6 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
         f"(grant {grant.grant.id})"
     )
     await channel.close()
-    sessions.kw["bind"].dispose()
     return {"systems": systems, "admin": admin}
 
 
@@ -288,7 +283,12 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
             gateway.target,
             settings.tls_cert,
             world["admin"],
-            officer_token(settings.catalog_url, "samr-officer", Role.DATA_OFFICER, "SAMR"),
+            issue_token_at(
+                settings.catalog_url,
+                name="samr-officer",
+                role=Role.DATA_OFFICER,
+                department="SAMR",
+            ),
             world["systems"],
             LICENCES,
             _step,

@@ -15,8 +15,7 @@ from typing import Any
 
 from adapters.connection import auth_metadata, open_channel
 from adapters.subscriber import ReceivedBatch, Subscriber
-from catalog.credentials import issue_token
-from catalog.db import open_catalog
+from catalog.credentials import issue_token_at
 from catalog.models import Role
 from catalog.v1 import approval_pb2 as ap
 from catalog.v1 import approval_pb2_grpc, catalog_pb2_grpc
@@ -54,16 +53,6 @@ class TourResult:
         )
 
 
-def officer_token(catalog_url: str, name: str, role: Role, department: str) -> str:
-    """Issues a token for an officer straight in the catalog, as `lijiao tokens issue` does."""
-    sessions = open_catalog(catalog_url)
-    try:
-        with sessions() as session:
-            return issue_token(session, name=name, role=role, department=department)
-    finally:
-        sessions.kw["bind"].dispose()
-
-
 async def run_tour(
     target: str,
     ca_cert: Path | None,
@@ -90,9 +79,17 @@ async def run_tour(
         ),
         metadata=auth_metadata(admin_token),
     )
-    wang = auth_metadata(officer_token(catalog_url, "wang", Role.DATA_OFFICER, "PSB"))
-    li = auth_metadata(officer_token(catalog_url, "li", Role.DATA_OFFICER, "SAMR"))
-    zhao = auth_metadata(officer_token(catalog_url, "zhao", Role.PLATFORM_OFFICER, "DATA-BUREAU"))
+    wang = auth_metadata(
+        issue_token_at(catalog_url, name="wang", role=Role.DATA_OFFICER, department="PSB")
+    )
+    li = auth_metadata(
+        issue_token_at(catalog_url, name="li", role=Role.DATA_OFFICER, department="SAMR")
+    )
+    zhao = auth_metadata(
+        issue_token_at(
+            catalog_url, name="zhao", role=Role.PLATFORM_OFFICER, department="DATA-BUREAU"
+        )
+    )
     step("data officers wang (PSB), li (SAMR) and platform officer zhao (data bureau)")
 
     result.asked_fields = ["id_number", "name", "phone", "status", "region_code"]

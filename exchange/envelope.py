@@ -48,6 +48,7 @@ def batch_digest(
     create_seconds: int,
     create_nanos: int,
     records: Sequence[bytes],
+    hashes: bytes | None = None,
 ) -> bytes:
     """Computes the digest a publisher signs.
 
@@ -59,6 +60,7 @@ def batch_digest(
         create_seconds: Creation time, whole seconds since the Unix epoch.
         create_nanos: Creation time, nanoseconds within the second.
         records: Avro binary records in order.
+        hashes: :func:`records_hash_list` of ``records`` when the caller has it already.
 
     Returns:
         The 32-byte SHA-256 digest.
@@ -71,7 +73,7 @@ def batch_digest(
     h.update(_I64.pack(create_seconds))
     h.update(_U32.pack(create_nanos))
     h.update(_U64.pack(len(records)))
-    h.update(records_hash_list(records))
+    h.update(records_hash_list(records) if hashes is None else hashes)
     return h.digest()
 
 
@@ -88,7 +90,9 @@ def digest_of_batch(batch: exchange_pb2.RecordBatch) -> bytes:
     )
 
 
-def digest_of_delivery(delivered: exchange_pb2.DeliveredBatch) -> bytes:
+def digest_of_delivery(
+    delivered: exchange_pb2.DeliveredBatch, hashes: bytes | None = None
+) -> bytes:
     """Computes the digest the gateway countersigns for one delivery.
 
     It binds the delivered records and schema to the provider's original digest, the
@@ -108,5 +112,5 @@ def digest_of_delivery(delivered: exchange_pb2.DeliveredBatch) -> bytes:
     h.update(_text(delivered.grant_id))
     h.update(_text(delivered.subscriber_system))
     h.update(_U64.pack(len(delivered.records)))
-    h.update(records_hash_list(delivered.records))
+    h.update(records_hash_list(delivered.records) if hashes is None else hashes)
     return h.digest()

@@ -310,16 +310,6 @@ class RecordLog:
             self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
         self._jobs.put(_WAKE)
 
-    async def stats(self) -> dict[str, int]:
-        """Counts of stored batches and records (for summaries and tests)."""
-        row = await self._run(
-            self._reader,
-            lambda: self._read_conn.execute(
-                "SELECT count(*), coalesce(sum(record_count), 0) FROM batches"
-            ).fetchone(),
-        )
-        return {"batches": int(row[0]), "records": int(row[1])}
-
     def close(self) -> None:
         """Commits what is queued and closes the database."""
         self._jobs.put(_STOP)

@@ -20,6 +20,7 @@ from typing import Any
 from fastavro import schemaless_reader
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from catalog import schemas
 from catalog.credentials import Identity
 from catalog.errors import (
     FailedPrecondition,
@@ -130,8 +131,14 @@ class PublishPath:
             )
         return size
 
-    def verify(self, identity: Identity, batch: exchange_pb2.RecordBatch) -> tuple[bytes, int]:
-        """Checks ownership, schema, key and signature; returns (digest, record bytes)."""
+    def verify(
+        self, identity: Identity, batch: exchange_pb2.RecordBatch
+    ) -> tuple[bytes, int, schemas.ParsedSchema]:
+        """Checks ownership, schema, key and signature.
+
+        Returns:
+            The batch digest, its record bytes, and the registered writer schema.
+        """
         size = self._check_shape(batch)
         resource = self.view.resource(batch.resource)
         system = self.view.system(identity.system or "")
@@ -143,7 +150,7 @@ class PublishPath:
             )
         if not system.active:
             raise PermissionDenied(Reason.SYSTEM_SUSPENDED, f"system {system.code} is suspended")
-        self.view.schema(resource.code, batch.schema_fingerprint)
+        parsed = self.view.schema(resource.code, batch.schema_fingerprint)
         public_key = system.keys.get(batch.signing_key_id)
         if public_key is None:
             raise FailedPrecondition(
@@ -159,7 +166,7 @@ class PublishPath:
                 f"{batch.signing_key_id}",
                 {"batch_id": batch.batch_id},
             )
-        return digest, size
+        return digest, size, parsed
 
     async def accept(
         self, identity: Identity, batch: exchange_pb2.RecordBatch, payload: bytes
@@ -171,8 +178,7 @@ class PublishPath:
         """
         received = time.time_ns()
         try:
-            digest, size = self.verify(identity, batch)
-            parsed = self.view.schema(batch.resource, batch.schema_fingerprint)
+            digest, size, parsed = self.verify(identity, batch)
             decode_records(batch.records, parsed.parsed)
         except LijiaoError as refusal:
             refusal.metadata.setdefault("batch_id", batch.batch_id[:MAX_BATCH_ID_LENGTH])

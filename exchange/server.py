@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from catalog.db import open_catalog
+from catalog.db import close_catalog, open_catalog
 from catalog.governance import Governance
 from catalog.service import Catalog
 from catalog.v1 import approval_pb2, approval_pb2_grpc, catalog_pb2, catalog_pb2_grpc
@@ -88,7 +88,7 @@ class Gateway:
             lock = _lock_data_dir(settings.data_dir)
             cleanup.callback(lock.close)
             sessions = open_catalog(settings.catalog_url)
-            cleanup.callback(sessions.kw["bind"].dispose)
+            cleanup.callback(close_catalog, sessions)
             catalog = Catalog(sessions)
             record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)
             cleanup.callback(record_log.close)
@@ -113,7 +113,7 @@ class Gateway:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         self.log.close()
-        self.catalog.sessions.kw["bind"].dispose()
+        close_catalog(self.catalog.sessions)
         self.lock.close()
 
 

@@ -7,8 +7,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from catalog.credentials import issue_token
-from catalog.db import open_catalog
+from catalog.credentials import issue_token_at
 from catalog.models import Role
 from exchange.server import Gateway
 from exchange.settings import Settings
@@ -93,8 +92,6 @@ class RunningGateway:
         self, name: str, role: Role, department: str | None = None, system: str | None = None
     ) -> str:
         """Issues a token straight in the catalog, as ``lijiao tokens issue`` does."""
-        sessions = open_catalog(self.settings.catalog_url)
-        with sessions() as session:
-            token = issue_token(session, name=name, role=role, department=department, system=system)
-        sessions.kw["bind"].dispose()
-        return token
+        return issue_token_at(
+            self.settings.catalog_url, name=name, role=role, department=department, system=system
+        )

@@ -126,3 +126,52 @@ def test_an_existing_data_directory_is_made_private(tmp_path: Path) -> None:
             assert path.stat().st_mode & 0o077 == 0, path
     finally:
         gateway.stop()
+
+
+def test_workflow_settings_reach_the_gateway(tmp_path: Path) -> None:
+    from catalog.deadlines import WorkingCalendar
+    from exchange.settings import Settings
+
+    holidays = tmp_path / "holidays.txt"
+    holidays.write_text("2026-10-01..2026-10-07\n+2026-09-27\n")
+    settings = Settings.load(
+        env={"LIJIAO_HOLIDAY_FILE": str(holidays), "LIJIAO_REVIEW_ENABLED": "0",
+             "LIJIAO_PROVIDER_DAYS": "5", "LIJIAO_MASKS": "PHONE=full, NAME=keep_first_last:1:0"}
+    )
+    rules = settings.governance_rules()
+    assert (rules.review_enabled, rules.provider_days) == (False, 5)
+    assert rules.calendar == WorkingCalendar.from_file(holidays)
+    policy = settings.mask_policy()
+    from catalog.models import Sensitivity
+
+    assert policy.mask(Sensitivity.PHONE, "13812345678") == "****"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LIJIAO_MASKS": "PHONE"}, "not TAG=SPEC"),
+        ({"LIJIAO_MASKS": "PHONE=sideways"}, "sideways"),
+        ({"LIJIAO_REVIEW_DAYS": "0"}, "at least 1"),
+    ],
+)
+def test_bad_workflow_settings_stop_the_gateway_with_a_message(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    from exchange.settings import Settings
+
+    settings = Settings.load(env=env)
+
+    def workflow() -> None:
+        settings.mask_policy()
+        settings.governance_rules()
+
+    with pytest.raises(ValueError, match=message):
+        workflow()
+
+
+def test_a_bad_holiday_file_names_its_line(tmp_path: Path) -> None:
+    holidays = tmp_path / "holidays.txt"
+    holidays.write_text("2026-10-01\n2026/10/02\n")
+    with pytest.raises(ValueError, match=r"holidays\.txt:2"):
+        RunningGateway(tmp_path / "gw", holiday_file=holidays)
