@@ -9,6 +9,7 @@ from catalog.credentials import Identity
 from catalog.governance import Governance
 from catalog.v1 import approval_pb2 as pb
 from catalog.v1 import approval_pb2_grpc, catalog_pb2
+from exchange import metrics
 from exchange.catalog_api import from_wire, grant_message, resource_message, timestamp, to_wire
 from exchange.rpc import Authenticator, unary
 
@@ -93,6 +94,17 @@ def _optional_state(number: int) -> models.RequestState | None:
     return from_wire(pb.RequestState, "REQUEST_STATE_", number, models.RequestState, "state")
 
 
+def _count_decision(row: models.AccessRequest) -> None:
+    """Counts a request that reached its decision, and how long that took."""
+    if row.state not in (models.RequestState.APPROVED, models.RequestState.REJECTED):
+        return
+    if row.decided_at is None:
+        return
+    metrics.DECISIONS.labels(row.kind.value, row.state.value).inc()
+    seconds = (row.decided_at - row.created_at).total_seconds()
+    metrics.DECISION_SECONDS.labels(row.kind.value).observe(max(seconds, 0.0))
+
+
 class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     """Binds :class:`catalog.governance.Governance` to the wire."""
 
@@ -164,6 +176,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         self, request: pb.ReviewAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.ReviewAccessRequestResponse:
         row = self.governance.review(identity, request.id, request.passed, request.reason)
+        _count_decision(row)
         return pb.ReviewAccessRequestResponse(request=self._request(row))
 
     @unary()
@@ -178,6 +191,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
             clear_fields=list(request.clear_fields),
             reason=request.reason,
         )
+        _count_decision(row)
         grant = self.governance.catalog.get_grant(grant.public_id)
         return pb.ApproveAccessRequestResponse(
             request=self._request(row), grant=grant_message(grant)
@@ -188,6 +202,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         self, request: pb.RejectAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.RejectAccessRequestResponse:
         row = self.governance.reject(identity, request.id, request.reason)
+        _count_decision(row)
         return pb.RejectAccessRequestResponse(request=self._request(row))
 
     @unary()

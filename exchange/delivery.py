@@ -5,12 +5,14 @@ subscriber acknowledged (and everything before it). Delivery starts after the cu
 keeps at most ``max_in_flight`` batches unacknowledged, and sends them again when the
 acknowledgements do not come within the ack timeout or the subscriber reconnects.
 Each delivered batch carries only what the grant allows (its fields, its region) and is
-countersigned by the gateway.
+countersigned by the gateway. Every acknowledged delivery is a ledger entry, committed
+before the cursor moves past it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -26,9 +28,11 @@ from fastavro.schema import expand_schema
 from catalog import schemas, validation
 from catalog.credentials import Identity
 from catalog.errors import InvalidArgument, PermissionDenied, Reason
+from catalog.ledger import EntryKind, NewEntry, format_ns
 from catalog.masks import DEFAULT_POLICY, MaskPolicy
 from catalog.models import Sensitivity
 from exchange import metrics
+from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView, GrantView
 from exchange.envelope import digest_of_delivery
 from exchange.log import RecordLog, StoredBatch
@@ -48,6 +52,19 @@ class _InFlight:
     sent_at: float
     attempts: int
     acked: bool = False
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the ledger keeps of the last delivery of a batch on a stream."""
+
+    batch_id: str
+    records: int
+    size: int
+    digest: bytes
+    signature: bytes
+    sent_ns: int
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -118,10 +135,12 @@ class DeliveryPath:
         log: RecordLog,
         signer: Signer,
         ack_timeout: float,
+        ledger: LedgerWriter,
         masks: MaskPolicy = DEFAULT_POLICY,
     ) -> None:
         self.view = view
         self.log = log
+        self.ledger = ledger
         self.signer = signer
         self.ack_timeout = ack_timeout
         self.masks = masks
@@ -171,7 +190,7 @@ class DeliveryPath:
         subscriber: str,
         attempt: int,
         sent_schemas: set[bytes],
-    ) -> exchange_pb2.DeliveredBatch:
+    ) -> tuple[exchange_pb2.DeliveredBatch, _Sent]:
         batch = exchange_pb2.RecordBatch.FromString(stored.payload)
         projection = self._projection(batch.resource, batch.schema_fingerprint, grant)
         if projection is None:
@@ -200,8 +219,18 @@ class DeliveryPath:
         if schema.fingerprint not in sent_schemas:
             delivered.schema = json.dumps(schema.definition, ensure_ascii=False)
             sent_schemas.add(schema.fingerprint)
-        delivered.gateway_signature = self.signer.sign(digest_of_delivery(delivered))
-        return delivered
+        digest = digest_of_delivery(delivered)
+        delivered.gateway_signature = self.signer.sign(digest)
+        sent = _Sent(
+            batch_id=batch.batch_id,
+            records=len(records),
+            size=sum(len(record) for record in records),
+            digest=digest,
+            signature=delivered.gateway_signature,
+            sent_ns=time.time_ns(),
+            attempt=attempt,
+        )
+        return delivered, sent
 
     def _current_grant(self, system: str, resource: str) -> GrantView:
         grant = self.view.grant(system, resource)
@@ -268,6 +297,12 @@ class _Stream:
     ) -> None:
         self.path = path
         self.system = identity.system or ""
+        self.principal = identity.name
+        self.department = path.view.system(self.system).department
+        self.provider = path.view.resource(resource).owner_department
+        self.personal = bool(path.view.resource(resource).tags)
+        self.sent: dict[int, _Sent] = {}
+        self.dead_lettered: dict[int, int] = {}
         self.resource = resource
         self.subscription = subscription
         self.window = window
@@ -289,15 +324,17 @@ class _Stream:
                     raise InvalidArgument(
                         Reason.INVALID_ACK, "after 'open', a Subscribe stream only carries acks"
                     )
-                await self._ack(request.ack.offset)
+                await self._ack(request.ack.offset, request.ack.dead_lettered_records)
         except Exception as exc:
             self.error = exc
         finally:
             self.closed = True
             self.wake.set()
 
-    async def _ack(self, offset: int) -> None:
+    async def _ack(self, offset: int, dead_lettered: int = 0) -> None:
         entry = self.in_flight.get(offset)
+        if dead_lettered and (entry is not None or offset in self.attempts):
+            self.dead_lettered[offset] = dead_lettered
         if entry is None:
             if offset <= self.cursor:
                 return  # a repeated ack
@@ -314,8 +351,12 @@ class _Stream:
         self._advance()
 
     def _advance(self) -> None:
-        """Moves the cursor over the acknowledged batches at the head of the window."""
-        advanced = False
+        """Moves the cursor over the acknowledged batches at the head of the window.
+
+        The deliveries are recorded in the ledger first; the cursor moves once they are
+        committed (if that fails, the batches are simply delivered again).
+        """
+        entries: list[NewEntry] = []
         while self.in_flight:
             position, head = next(iter(self.in_flight.items()))
             if not head.acked:
@@ -323,11 +364,63 @@ class _Stream:
             self.in_flight.popitem(last=False)
             self.attempts.pop(position, None)
             self.cursor = position
-            metrics.RECORDS_DELIVERED.labels(self.resource).inc(head.records)
-            advanced = True
-        if advanced:
-            self.path.log.move_cursor(self.system, self.resource, self.subscription, self.cursor)
+            sent = self.sent.pop(position, None)
+            if sent is not None:
+                entries.append(self._delivered(head.batch, sent))
+        if entries:
+            system, resource, subscription, cursor = (
+                self.system,
+                self.resource,
+                self.subscription,
+                self.cursor,
+            )
+            log = self.path.log
+
+            def committed(future: concurrent.futures.Future[int]) -> None:
+                if future.exception() is None:
+                    log.move_cursor(system, resource, subscription, cursor)
+
+            self.path.ledger.submit(entries).add_done_callback(committed)
         self.wake.set()
+
+    def _delivered(self, batch: StoredBatch, sent: _Sent) -> NewEntry:
+        """Counts an acknowledged delivery and returns its ledger entry."""
+        now = time.time_ns()
+        dead = self.dead_lettered.pop(batch.position, 0)
+        metrics.delivered(self.department, self.provider, self.resource, sent.records, sent.size)
+        metrics.PUBLISH_DELIVERY_SECONDS.observe(max(0, now - batch.received_ns) / 1e9)
+        if dead:
+            metrics.dead_lettered(self.department, self.resource, dead)
+        return NewEntry(
+            EntryKind.DELIVERY,
+            "batch.delivered",
+            principal=self.principal,
+            department=self.department,
+            provider=self.provider,
+            system=self.system,
+            resource=self.resource,
+            grant_id=self.grant.id,
+            subject=sent.batch_id,
+            position=batch.position,
+            records=sent.records,
+            bytes=sent.size,
+            personal=self.personal,
+            details={
+                "publisher_system": batch.publisher,
+                "subscription": self.subscription,
+                "provider_digest": batch.digest,
+                "delivered_digest": sent.digest,
+                "gateway_signature": sent.signature,
+                "gateway_key_id": self.path.signer.key_id,
+                "delivery_attempt": sent.attempt,
+                "dead_lettered_records": dead,
+                "receive_time": format_ns(batch.received_ns),
+                "store_time": format_ns(batch.stored_ns),
+                "deliver_time": format_ns(sent.sent_ns),
+                "ack_time": format_ns(now),
+                "outcome": "DELIVERED",
+            },
+        )
 
     def _check_grant(self) -> None:
         """Re-reads the grant before every read of the log: a cached lookup that a
@@ -381,9 +474,10 @@ class _Stream:
                     self.attempts[stored.position] = attempt
                     if attempt > 1:
                         metrics.REDELIVERIES.inc()
-                    delivered = self.path._deliver(
+                    delivered, sent = self.path._deliver(
                         stored, self.grant, self.system, attempt, self.sent_schemas
                     )
+                    self.sent[stored.position] = sent
                     self.in_flight[stored.position] = _InFlight(
                         stored, len(delivered.records), time.monotonic(), attempt
                     )

@@ -107,8 +107,20 @@ class StoredBatch:
     resource: str
     publisher: str
     digest: bytes
+    received_ns: int
     stored_ns: int
     payload: bytes
+
+
+@dataclass(frozen=True)
+class CursorLag:
+    """What a subscription has not acknowledged yet."""
+
+    system: str
+    resource: str
+    subscription: str
+    records: int
+    oldest_stored_ns: int  # 0 when caught up
 
 
 @dataclass
@@ -281,8 +293,8 @@ class RecordLog:
 
     def _read_after(self, resource: str, position: int, limit: int) -> list[tuple[Any, ...]]:
         return self._read_conn.execute(
-            "SELECT position, resource, publisher, digest, stored_ns, payload FROM batches "
-            "WHERE resource = ? AND position > ? ORDER BY position LIMIT ?",
+            "SELECT position, resource, publisher, digest, received_ns, stored_ns, payload "
+            "FROM batches WHERE resource = ? AND position > ? ORDER BY position LIMIT ?",
             (resource, position, limit),
         ).fetchall()
 
@@ -309,6 +321,48 @@ class RecordLog:
         with self._cursor_lock:
             self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
         self._jobs.put(_WAKE)
+
+    def tail(self, count: int) -> list[tuple[NewBatch, int, int]]:
+        """The newest ``count`` batches, oldest first, as (batch, position, stored_ns).
+
+        Uses its own connection: for the start-up check of the ledger, before serving.
+        """
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT resource, batch_id, publisher, sequence, fingerprint, digest, "
+                "record_count, byte_count, received_ns, payload, position, stored_ns "
+                "FROM batches ORDER BY position DESC LIMIT ?",
+                (count,),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [(NewBatch(*row[:10]), row[10], row[11]) for row in reversed(rows)]
+
+    def lag(self) -> list[CursorLag]:
+        """Every subscription's unacknowledged records and oldest unacknowledged batch.
+
+        Uses its own connection, so a scrape does not queue behind deliveries.
+        """
+        conn = self._connect()
+        try:
+            cursors = conn.execute(
+                "SELECT system, resource, subscription, position FROM cursors"
+            ).fetchall()
+            with self._cursor_lock:
+                pending = dict(self._pending_cursors)
+            out = []
+            for system, resource, subscription, position in cursors:
+                position = max(position, pending.get((system, resource, subscription), 0))
+                records, oldest = conn.execute(
+                    "SELECT COALESCE(SUM(record_count), 0), COALESCE(MIN(stored_ns), 0) "
+                    "FROM batches WHERE resource = ? AND position > ?",
+                    (resource, position),
+                ).fetchone()
+                out.append(CursorLag(system, resource, subscription, records, oldest))
+            return out
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Commits what is queued and closes the database."""

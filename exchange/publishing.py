@@ -5,7 +5,7 @@ active, the schema fingerprint registered, the signing key the system's, the Ed2
 signature valid over the batch digest, and every record must decode against the
 schema. Only then is the batch appended to the log, and only after the commit is it
 acknowledged. The same batch id with the same digest is acknowledged again, not stored
-twice.
+twice. The ledger entry of a stored batch commits before its acknowledgement.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from catalog.errors import (
     Reason,
     ResourceExhausted,
 )
+from catalog.ledger import EntryKind, NewEntry, format_ns
 from exchange import metrics, signing
+from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView
 from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
 from exchange.log import NewBatch, RecordLog
@@ -77,10 +79,45 @@ def decode_records(records: Any, parsed_schema: Any) -> list[Any]:
 class PublishPath:
     """Verifies, validates and stores batches for one gateway."""
 
-    def __init__(self, view: CatalogView, log: RecordLog, limits: Limits) -> None:
+    def __init__(
+        self, view: CatalogView, log: RecordLog, limits: Limits, ledger: LedgerWriter
+    ) -> None:
         self.view = view
         self.log = log
         self.limits = limits
+        self.ledger = ledger
+
+    def entry_of(
+        self, batch: NewBatch, position: int, stored_ns: int, signed: Any = None
+    ) -> NewEntry:
+        """The ledger entry of a stored batch (``signed``: its RecordBatch, if at hand)."""
+        if signed is None:
+            signed = exchange_pb2.RecordBatch.FromString(batch.payload)
+        resource = self.view.resource(batch.resource)
+        return NewEntry(
+            EntryKind.BATCH,
+            "batch.stored",
+            principal=batch.publisher,
+            department=resource.owner_department,
+            provider=resource.owner_department,
+            system=batch.publisher,
+            resource=batch.resource,
+            subject=batch.batch_id,
+            position=position,
+            records=batch.record_count,
+            bytes=batch.byte_count,
+            personal=bool(resource.tags),
+            details={
+                "schema_fingerprint": batch.fingerprint,
+                "sequence": batch.sequence,
+                "provider_digest": batch.digest,
+                "provider_signature": signed.signature,
+                "signing_key_id": signed.signing_key_id,
+                "receive_time": format_ns(batch.received_ns),
+                "store_time": format_ns(stored_ns),
+                "outcome": "STORED",
+            },
+        )
 
     def _check_shape(self, batch: exchange_pb2.RecordBatch) -> int:
         if not batch.resource:
@@ -160,6 +197,7 @@ class PublishPath:
             )
         digest = digest_of_batch(batch)
         if not signing.verify(public_key, digest, batch.signature):
+            metrics.SIGNATURE_FAILURES.labels(system.department).inc()
             raise InvalidArgument(
                 Reason.BAD_SIGNATURE,
                 f"the signature of batch {batch.batch_id!r} does not verify with key "
@@ -182,6 +220,7 @@ class PublishPath:
             decode_records(batch.records, parsed.parsed)
         except LijiaoError as refusal:
             refusal.metadata.setdefault("batch_id", batch.batch_id[:MAX_BATCH_ID_LENGTH])
+            refusal.metadata.setdefault("resource", batch.resource[:64])
             raise
         entry = NewBatch(
             resource=batch.resource,
@@ -195,17 +234,21 @@ class PublishPath:
             received_ns=received,
             payload=payload,
         )
-        return asyncio.ensure_future(self._append(entry))
+        return asyncio.ensure_future(self._append(entry, batch))
 
-    async def _append(self, entry: NewBatch) -> exchange_pb2.PublishResponse:
+    async def _append(
+        self, entry: NewBatch, batch: exchange_pb2.RecordBatch
+    ) -> exchange_pb2.PublishResponse:
         appended = await self.log.append(entry)
         if appended.duplicate:
             metrics.DUPLICATE_BATCHES.inc()
         else:
-            metrics.BATCHES_PUBLISHED.labels(entry.resource).inc()
-            metrics.RECORDS_PUBLISHED.labels(entry.resource).inc(entry.record_count)
-            metrics.BYTES_PUBLISHED.labels(entry.resource).inc(entry.byte_count)
             metrics.PUBLISH_DURABLE_SECONDS.observe((appended.stored_ns - entry.received_ns) / 1e9)
+            recorded = self.entry_of(entry, appended.position, appended.stored_ns, batch)
+            await self.ledger.record([recorded])
+            metrics.published(
+                recorded.department, entry.resource, entry.record_count, entry.byte_count
+            )
         durable = Timestamp()
         durable.FromNanoseconds(appended.stored_ns)
         return exchange_pb2.PublishResponse(

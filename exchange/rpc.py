@@ -3,16 +3,20 @@
 Servicer methods are wrapped with :func:`unary` or :func:`streaming`: the wrapper
 resolves the caller's :class:`~catalog.credentials.Identity`, checks the role, and turns
 a :class:`~catalog.errors.LijiaoError` into a status carrying a ``google.rpc.ErrorInfo``.
+Every refusal is also a DENIAL entry of the audit ledger, and catalog changes made
+during a call are recorded as the caller's (catalog.ledger.ACTOR).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -30,8 +34,10 @@ from catalog.errors import (
     Reason,
     Unauthenticated,
 )
+from catalog.ledger import ACTOR, EntryKind, NewEntry
 from catalog.models import Role
 from exchange import metrics
+from exchange.audit import LedgerWriter
 
 log = logging.getLogger("lijiao.rpc")
 
@@ -40,13 +46,18 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 _CACHE_SECONDS = 5.0
+DENIAL_RECORD_SECONDS = 5.0
 
 
 class Authenticator:
-    """Resolves the bearer token of a call to an identity, with a short cache."""
+    """Resolves the bearer token of a call to an identity, with a short cache.
 
-    def __init__(self, sessions: Any) -> None:
+    ``ledger`` (when given) receives an entry for every refused call.
+    """
+
+    def __init__(self, sessions: Any, ledger: LedgerWriter | None = None) -> None:
         self._sessions = sessions
+        self.ledger = ledger
         self._cache: dict[bytes, tuple[float, Identity]] = {}
 
     def identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
@@ -91,10 +102,45 @@ def status_of(error: LijiaoError) -> grpc.Status:
     )
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: LijiaoError) -> None:
-    """Counts a refusal and ends the call with its status."""
+def denial_entry(error: LijiaoError, identity: Identity | None, method: str, peer: str) -> NewEntry:
+    """The ledger entry of a refused call."""
+    details = dict(error.metadata)
+    return NewEntry(
+        EntryKind.DENIAL,
+        "call.refused",
+        principal=identity.name if identity is not None else "anonymous",
+        department=(identity.department or "") if identity is not None else "",
+        system=(identity.system or "") if identity is not None else "",
+        resource=details.get("resource", "")[:64],
+        subject=(details.get("batch_id") or details.get("request_id") or "")[:160],
+        details={
+            "rpc": method,
+            "code": error.code.name,
+            "reason": error.reason,
+            "message": error.message,
+            "metadata": details,
+            "peer": peer,
+            "outcome": "REFUSED",
+        },
+    )
+
+
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any],
+    error: LijiaoError,
+    auth: Authenticator | None = None,
+    identity: Identity | None = None,
+    method: str = "",
+) -> None:
+    """Counts and records a refusal, then ends the call with its status."""
     metrics.REJECTIONS.labels(error.reason).inc()
     log.info("refused %s: %s", error.reason, error.message)
+    if auth is not None and auth.ledger is not None:
+        entry = denial_entry(error, identity, method, context.peer() or "")
+        try:
+            await asyncio.wait_for(auth.ledger.record([entry]), DENIAL_RECORD_SECONDS)
+        except Exception:
+            log.exception("could not record the denial of %s in the ledger", method)
     status = status_of(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -131,12 +177,15 @@ def unary(
     ) -> Callable[[S, Req, Any], Awaitable[Resp]]:
         @functools.wraps(fn)
         async def handler(self: S, request: Req, context: Any) -> Resp:
+            auth: Authenticator = self.auth  # type: ignore[attr-defined]
+            identity: Identity | None = None
             try:
-                identity = self.auth.identify(context)  # type: ignore[attr-defined]
+                identity = auth.identify(context)
                 _check_role(identity, roles)
-                return await fn(self, request, identity, context)
+                with acting_as(identity):
+                    return await fn(self, request, identity, context)
             except LijiaoError as error:
-                await abort(context, error)
+                await abort(context, error, auth, identity, _method(self, fn))
                 raise AssertionError("abort returned") from error
             except grpc.aio.AbortError:
                 raise
@@ -162,23 +211,44 @@ def streaming(
     ) -> Callable[[S, Any, Any], AsyncIterator[Resp]]:
         @functools.wraps(fn)
         async def handler(self: S, requests: Any, context: Any) -> AsyncIterator[Resp]:
+            auth: Authenticator = self.auth  # type: ignore[attr-defined]
+            identity: Identity | None = None
             try:
-                identity = self.auth.identify(context)  # type: ignore[attr-defined]
+                identity = auth.identify(context)
                 _check_role(identity, roles)
                 async for response in fn(self, requests, identity, context):
                     yield response
             except LijiaoError as error:
-                await abort(context, error)
+                await abort(context, error, auth, identity, _method(self, fn))
             except grpc.aio.AbortError:
                 raise
             except DecodeError:
-                await abort(context, _malformed())
+                await abort(context, _malformed(), auth, identity, _method(self, fn))
             except Exception as error:
                 await _abort_internal(context, error)
 
         return handler
 
     return wrap
+
+
+def _method(servicer: Any, fn: Callable[..., Any]) -> str:
+    """The full gRPC method name, e.g. /exchange.v1.ExchangeService/Publish."""
+    for base in type(servicer).__mro__:
+        if base.__module__.endswith("_pb2_grpc"):
+            package = base.__module__.rsplit(".", 1)[0]
+            return f"/{package}.{base.__name__.removesuffix('Servicer')}/{fn.__name__}"
+    return f"/{type(servicer).__name__}/{fn.__name__}"
+
+
+@contextlib.contextmanager
+def acting_as(identity: Identity) -> Iterator[None]:
+    """Catalog changes made inside are recorded in the ledger as ``identity``'s."""
+    token = ACTOR.set(identity.name)
+    try:
+        yield
+    finally:
+        ACTOR.reset(token)
 
 
 def _malformed() -> InvalidArgument:
@@ -197,6 +267,9 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
     inside it, where :func:`streaming` catches the same failure.
     """
 
+    def __init__(self, auth: Authenticator | None = None) -> None:
+        self.auth = auth
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -214,9 +287,11 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
             except DecodeError:
                 return _MALFORMED
 
+        auth, method = self.auth, handler_call_details.method
+
         async def guarded(request: Any, context: Any) -> Any:
             if request is _MALFORMED:
-                await abort(context, _malformed())
+                await abort(context, _malformed(), auth, None, method)
             return await behaviour(request, context)
 
         return grpc.unary_unary_rpc_method_handler(

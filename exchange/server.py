@@ -7,10 +7,13 @@ are mapped by ``exchange.rpc``, gRPC health checking and server reflection (so
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,12 +23,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from catalog import ledger
 from catalog.db import close_catalog, open_catalog
+from catalog.errors import LijiaoError
 from catalog.governance import Governance
 from catalog.service import Catalog
-from catalog.v1 import approval_pb2, approval_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+from catalog.v1 import (
+    approval_pb2,
+    approval_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+)
 from exchange import metrics
 from exchange.approval_api import ApprovalServicer
+from exchange.audit import AuditSettings, AuditTasks, LedgerWriter, count_committed, reconcile
+from exchange.audit_api import AuditServicer
 from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
@@ -43,6 +57,7 @@ SERVICE_NAMES = (
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
 
@@ -67,6 +82,8 @@ class Gateway:
     catalog: Catalog
     signer: Ed25519Signer
     lock: TextIO
+    ledger: LedgerWriter
+    audit: AuditTasks
     metrics_server: Any = None
 
     @property
@@ -95,7 +112,14 @@ class Gateway:
             for path in settings.data_dir.glob("*.db*"):
                 path.chmod(0o600)
             signer = load_or_create_gateway_key(settings)
-            server, health_servicer = _build_server(settings, catalog, record_log, signer)
+            trusted = {signer.key_id: signer.public_key, **settings.trusted_keys()}
+            writer = LedgerWriter(sessions)
+            cleanup.callback(writer.close)
+            audit = AuditTasks(sessions, writer, signer, trusted, _audit_settings(settings))
+            server, health_servicer, publish = _build_server(
+                settings, catalog, record_log, signer, writer, audit
+            )
+            await asyncio.to_thread(reconcile, sessions, record_log, publish.entry_of)
             port = _bind(server, settings.listen, credentials)
             metrics_server = _start_metrics(settings.metrics_listen)
             if metrics_server is not None:
@@ -103,35 +127,93 @@ class Gateway:
             await server.start()
             for name in ("", *SERVICE_NAMES):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            audit.start()
             cleanup.pop_all()
         log.info("gateway serving on port %d", port)
-        return cls(settings, server, port, record_log, catalog, signer, lock, metrics_server)
+        return cls(
+            settings,
+            server,
+            port,
+            record_log,
+            catalog,
+            signer,
+            lock,
+            writer,
+            audit,
+            metrics_server,
+        )
 
     async def stop(self, grace: float = 1.0) -> None:
-        """Stops serving, lets calls finish for ``grace`` seconds, closes the stores."""
+        """Stops serving, lets calls finish for ``grace`` seconds, signs a last checkpoint
+        of the ledger and closes the stores."""
         await self.server.stop(grace)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        await self.audit.stop()
+        self.ledger.close()
         self.log.close()
         close_catalog(self.catalog.sessions)
         self.lock.close()
 
 
+def _audit_settings(settings: Settings) -> AuditSettings:
+    return AuditSettings(
+        checkpoint_seconds=settings.ledger_checkpoint_seconds,
+        verify_seconds=settings.ledger_verify_seconds,
+        retention_days=settings.ledger_retention_days,
+        personal_retention_days=settings.personal_data_retention_days,
+        archive_dir=settings.archive_dir,
+        prune=settings.ledger_prune,
+    )
+
+
+def _lag(record_log: RecordLog, view: CatalogView) -> Callable[[], list[metrics.Lag]]:
+    """Subscription lag for the metrics, for subscriptions with an active grant."""
+
+    def read() -> list[metrics.Lag]:
+        now = time.time()
+        out = []
+        for lag in record_log.lag():
+            try:
+                grant = view.grant(lag.system, lag.resource)
+            except LijiaoError:
+                continue
+            if grant is None or not grant.active():
+                continue
+            seconds = max(0.0, now - lag.oldest_stored_ns / 1e9) if lag.oldest_stored_ns else 0.0
+            out.append(
+                metrics.Lag(lag.system, lag.resource, lag.subscription, lag.records, seconds)
+            )
+        return out
+
+    return read
+
+
 def _build_server(
-    settings: Settings, catalog: Catalog, record_log: RecordLog, signer: Ed25519Signer
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    settings: Settings,
+    catalog: Catalog,
+    record_log: RecordLog,
+    signer: Ed25519Signer,
+    writer: LedgerWriter,
+    audit: AuditTasks,
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, PublishPath]:
     governance = Governance(catalog, settings.governance_rules())
     view = CatalogView(catalog, governance)
     governance.on_grant_change(view.forget_grants)
-    metrics.register_governance(governance)
-    auth = Authenticator(catalog.sessions)
+    metrics.configure(resource_labels=settings.metrics_resource_labels)
+    metrics.register_gateway(
+        governance, _lag(record_log, view), lambda: ledger.head(catalog.sessions)[0]
+    )
+    if count_committed not in ledger.COMMIT_HOOKS:
+        ledger.COMMIT_HOOKS.append(count_committed)
+    auth = Authenticator(catalog.sessions, writer)
     limits = Limits(
         max_batch_records=settings.max_batch_records,
         max_record_bytes=settings.max_record_bytes,
         max_batch_bytes=settings.max_message_bytes // 2,
     )
     server = grpc.aio.server(
-        interceptors=[MalformedRequests()],
+        interceptors=[MalformedRequests(auth)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -142,27 +224,26 @@ def _build_server(
             ("grpc.http2.max_pings_without_data", 0),
         ],
     )
+    publish = PublishPath(view, record_log, limits, writer)
+    delivery = DeliveryPath(
+        view, record_log, signer, settings.ack_timeout_seconds, writer, settings.mask_policy()
+    )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
-        ExchangeServicer(
-            auth,
-            PublishPath(view, record_log, limits),
-            DeliveryPath(
-                view, record_log, signer, settings.ack_timeout_seconds, settings.mask_policy()
-            ),
-            signer,
-        ),
-        server,
+        ExchangeServicer(auth, publish, delivery, signer), server
     )
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(auth, catalog), server)
     approval_pb2_grpc.add_ApprovalServiceServicer_to_server(
         ApprovalServicer(auth, governance), server
+    )
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(auth, catalog.sessions, audit), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    return server, health_servicer
+    return server, health_servicer, publish
 
 
 def _start_metrics(listen: str) -> Any:

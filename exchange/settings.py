@@ -14,7 +14,10 @@ from typing import Any
 
 from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
 from catalog.governance import GovernanceRules
+from catalog.keys import key_id_of
 from catalog.masks import MaskPolicy
+from exchange.audit import PERSONAL_RETENTION_MINIMUM_DAYS, RETENTION_MINIMUM_DAYS
+from exchange.signing import public_key_from_text
 
 ENV_PREFIX = "LIJIAO_"
 
@@ -44,6 +47,18 @@ class Settings:
         provider_days: Working days the owning department has to decide.
         holiday_file: Holidays and make-up working days (see catalog/deadlines.py).
         masks: Masks per sensitivity tag, e.g. "PHONE=keep_first_last:3:4,NAME=full".
+        ledger_checkpoint_seconds: How often the gateway signs the ledger head (0: only at stop).
+        ledger_verify_seconds: How often the gateway verifies the whole ledger (0: never).
+        ledger_retention_days: Ledger entries older than this leave the database, into an
+            archive file (at least 183: 网络安全法 §21 keeps logs six months).
+        personal_data_retention_days: Archive files are kept this long (at least 1096:
+            个人信息保护法 §56 keeps records of providing personal data three years).
+        ledger_prune: Apply retention once a day.
+        ledger_archive_dir: Where pruned entries are archived; default data_dir/ledger-archive.
+        trusted_gateway_keys: Other gateways' public keys whose checkpoints verify too
+            (comma-separated PEM files, or hex/base64 keys).
+        metrics_resource_labels: Label publish and delivery metrics by resource; turn off
+            when the catalog is large, to bound the number of series.
     """
 
     data_dir: Path = Path("lijiao-data")
@@ -66,6 +81,14 @@ class Settings:
     provider_days: int = 10
     holiday_file: Path | None = None
     masks: str = ""
+    ledger_checkpoint_seconds: float = 300.0
+    ledger_verify_seconds: float = 3600.0
+    ledger_retention_days: int = 183
+    personal_data_retention_days: int = 1096
+    ledger_prune: bool = True
+    ledger_archive_dir: Path | None = None
+    trusted_gateway_keys: str = ""
+    metrics_resource_labels: bool = True
 
     def governance_rules(self) -> GovernanceRules:
         """The workflow settings.
@@ -93,6 +116,28 @@ class Settings:
                 raise ValueError(f"LIJIAO_MASKS entry {entry!r} is not TAG=SPEC")
             mapping[tag.strip().upper()] = spec.strip()
         return MaskPolicy.from_mapping(mapping)
+
+    def trusted_keys(self) -> dict[str, bytes]:
+        """The other gateways' checkpoint keys, by key id.
+
+        Raises:
+            ValueError: An entry is neither a readable PEM file nor a key.
+        """
+        out: dict[str, bytes] = {}
+        for entry in filter(None, (e.strip() for e in self.trusted_gateway_keys.split(","))):
+            path = Path(entry)
+            try:
+                text = path.read_text() if path.is_file() else entry
+                key = public_key_from_text(text)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"LIJIAO_TRUSTED_GATEWAY_KEYS entry {entry!r}: {exc}") from exc
+            out[key_id_of(key)] = key
+        return out
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where retention archives pruned ledger entries."""
+        return self.ledger_archive_dir or self.data_dir / "ledger-archive"
 
     @property
     def catalog_url(self) -> str:
@@ -135,12 +180,35 @@ class Settings:
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
-        for key in ("data_dir", "tls_cert", "tls_key", "ca_cert", "holiday_file"):
+        for key in (
+            "data_dir",
+            "tls_cert",
+            "tls_key",
+            "ca_cert",
+            "holiday_file",
+            "ledger_archive_dir",
+        ):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         settings = cls(**values)
         if settings.synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("LIJIAO_SYNCHRONOUS must be FULL or NORMAL")
+        if settings.ledger_retention_days < RETENTION_MINIMUM_DAYS:
+            raise ValueError(
+                f"LIJIAO_LEDGER_RETENTION_DAYS must be at least {RETENTION_MINIMUM_DAYS}: "
+                "network logs are kept six months (网络安全法 §21)"
+            )
+        if settings.personal_data_retention_days < PERSONAL_RETENTION_MINIMUM_DAYS:
+            raise ValueError(
+                "LIJIAO_PERSONAL_DATA_RETENTION_DAYS must be at least "
+                f"{PERSONAL_RETENTION_MINIMUM_DAYS}: records of providing personal data are "
+                "kept three years (个人信息保护法 §56)"
+            )
+        if settings.ledger_checkpoint_seconds < 0 or settings.ledger_verify_seconds < 0:
+            raise ValueError(
+                "LIJIAO_LEDGER_CHECKPOINT_SECONDS and LIJIAO_LEDGER_VERIFY_SECONDS must not be "
+                "negative"
+            )
         return dataclasses.replace(settings, synchronous=settings.synchronous.upper())
 
 

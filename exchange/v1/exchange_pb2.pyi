@@ -66,10 +66,12 @@ class SubscriptionOpen(_message.Message):
     def __init__(self, resource: _Optional[str] = ..., subscription: _Optional[str] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
 
 class DeliveryAck(_message.Message):
-    __slots__ = ("offset",)
+    __slots__ = ("offset", "dead_lettered_records")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     offset: int
-    def __init__(self, offset: _Optional[int] = ...) -> None: ...
+    dead_lettered_records: int
+    def __init__(self, offset: _Optional[int] = ..., dead_lettered_records: _Optional[int] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
     __slots__ = ("batch",)

@@ -1,0 +1,333 @@
+"""The gateway's side of the audit ledger: recording exchanges, checkpoints, retention.
+
+Catalog changes reach the ledger by themselves (catalog.changes). What happens on the
+wire does not touch the catalog, so :class:`LedgerWriter` appends those entries from one
+thread in group commits: an accepted batch, a delivery, a denial. Publish waits for its
+entry before acknowledging; a delivery's cursor moves only after its entry commits.
+
+:class:`AuditTasks` runs what happens on a clock: a signed checkpoint of the chain head
+every ``ledger_checkpoint_seconds``, a verification every ``ledger_verify_seconds``
+(its result is a metric), and retention once a day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog import ledger, ledger_files
+from catalog.ledger import EntryKind, NewEntry
+from exchange import metrics
+from exchange.log import NewBatch, RecordLog
+from exchange.signing import Signer
+
+log = logging.getLogger("lijiao.audit")
+
+T = TypeVar("T")
+GROUP_LIMIT = 512
+RETRIES = 5
+RETENTION_MINIMUM_DAYS = 183  # 网络安全法 §21: network logs at least six months
+PERSONAL_RETENTION_MINIMUM_DAYS = 1096  # 个人信息保护法 §56: three years
+RECONCILE_WINDOW = 10_000  # log positions checked for a missing entry at start
+
+
+def count_committed(counts: Mapping[str, int]) -> None:
+    """Adds committed entries to the ``lijiao_ledger_entries_total`` counter."""
+    for kind, count in counts.items():
+        metrics.LEDGER_ENTRIES.labels(kind).inc(count)
+
+
+@dataclass
+class _Job:
+    entries: Sequence[NewEntry] | None
+    call: Callable[[Connection], Any] | None
+    future: concurrent.futures.Future[Any]
+
+
+class LedgerWriter:
+    """Appends entries from one thread; entries queued during a commit go in the next."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._engine = sessions.kw["bind"]
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="lijiao-ledger", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, entries: Sequence[NewEntry]) -> concurrent.futures.Future[int]:
+        """Queues entries; the future completes with the head sequence once committed."""
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the ledger writer is closed"))
+        else:
+            self._jobs.put(_Job(entries, None, future))
+        return future
+
+    async def record(self, entries: Sequence[NewEntry]) -> int:
+        """Appends entries and waits for their commit."""
+        return await asyncio.wrap_future(self.submit(entries))
+
+    def call(self, fn: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
+        """Runs ``fn`` in its own transaction on the writer thread, in queue order."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put(_Job(None, fn, future))
+        return future
+
+    def close(self) -> None:
+        """Commits what is queued, then stops the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            if job is None:
+                break
+            group = [job]
+            while len(group) < GROUP_LIMIT:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                group.append(more)
+            self._run(group)
+
+    def _run(self, group: list[_Job]) -> None:
+        appends = [job for job in group if job.entries is not None]
+        if appends:
+            entries = [entry for job in appends for entry in job.entries or ()]
+            try:
+                head = self._with_retries(lambda conn: ledger.append(conn, entries))
+            except Exception as exc:
+                log.exception("could not append %d ledger entries", len(entries))
+                for job in appends:
+                    job.future.set_exception(exc)
+            else:
+                count_committed(Counter(entry.kind.value for entry in entries))
+                for job in appends:
+                    job.future.set_result(head)
+        for job in group:
+            if job.call is None:
+                continue
+            try:
+                job.future.set_result(self._with_retries(job.call))
+            except Exception as exc:
+                job.future.set_exception(exc)
+
+    def _with_retries(self, fn: Callable[[Connection], T]) -> T:
+        for attempt in range(RETRIES):
+            try:
+                with self._engine.begin() as conn:
+                    return fn(conn)
+            except OperationalError:  # e.g. SQLite busy beyond its timeout
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+def reconcile(
+    sessions: sessionmaker[Session],
+    record_log: RecordLog,
+    entry_of: Callable[[NewBatch, int, int], NewEntry],
+) -> int:
+    """Records batches the log holds but the ledger does not (a crash between commits).
+
+    Only the newest ``RECONCILE_WINDOW`` log positions stored after the newest batch
+    entry (less a minute) are checked: the window between the two commits is one group
+    commit. A ledger that was never pruned and has no batch entry (a gateway upgraded
+    from before the ledger) gets entries for the whole window. Returns how many entries
+    were added; they say ``"recovered": true``.
+    """
+    table = ledger.LedgerEntry.__table__
+    with sessions() as session:
+        newest = session.execute(
+            select(func.max(table.c.time)).where(table.c.kind == EntryKind.BATCH.value)
+        ).scalar()
+    if newest is None and ledger.head(sessions)[1]:
+        return 0  # every batch entry was pruned: nothing recent to compare with
+    since_ns = 0 if newest is None else int((newest.timestamp() - 60) * 1e9)
+    stored = [row for row in record_log.tail(RECONCILE_WINDOW) if row[2] >= since_ns]
+    if not stored:
+        return 0
+    with sessions() as session:
+        known = set(
+            session.scalars(
+                select(table.c.position).where(
+                    table.c.kind == EntryKind.BATCH.value, table.c.position >= stored[0][1]
+                )
+            )
+        )
+    missing = []
+    for batch, position, stored_ns in stored:
+        if position not in known:
+            entry = entry_of(batch, position, stored_ns)
+            missing.append(dataclasses.replace(entry, details={**entry.details, "recovered": True}))
+    if missing:
+        with sessions.kw["bind"].begin() as conn:
+            ledger.append(conn, missing)
+        count_committed(Counter(entry.kind.value for entry in missing))
+        log.warning("recorded %d stored batches missing from the ledger", len(missing))
+    return len(missing)
+
+
+_ARCHIVE_NAME = re.compile(r"ledger-(\d+)-(\d+)-(\d{8})\.avro")
+
+
+def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], str]:
+    """An archiver for :func:`catalog.ledger.prune` writing Avro files into ``directory``.
+
+    Each file is written to a temporary name, fsynced and renamed, so a file with a
+    final name is complete.
+    """
+
+    def archive(rows: Iterable[Any], through: int, _previous: bytes) -> str:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        rows = list(rows)
+        first = rows[0].sequence if rows else through
+        newest = max((row.time for row in rows), default=datetime.now(UTC))
+        name = f"ledger-{first:012d}-{through:012d}-{newest:%Y%m%d}.avro"
+        partial = directory / (name + ".partial")
+        with partial.open("wb") as out:
+            ledger_files.write_avro(rows, out)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.chmod(0o600)
+        partial.rename(directory / name)
+        return name
+
+    return archive
+
+
+def expired_archives(directory: Path, keep_days: int, now: datetime) -> list[Path]:
+    """Archive files whose newest entry is older than ``keep_days``."""
+    if not directory.is_dir():
+        return []
+    limit = (now - timedelta(days=keep_days)).strftime("%Y%m%d")
+    out = []
+    for path in sorted(directory.iterdir()):
+        match = _ARCHIVE_NAME.fullmatch(path.name)
+        if match and match.group(3) < limit:
+            out.append(path)
+    return out
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The clock of the audit tasks (see exchange.settings.Settings)."""
+
+    checkpoint_seconds: float
+    verify_seconds: float
+    retention_days: int
+    personal_retention_days: int
+    archive_dir: Path
+    prune: bool
+
+
+class AuditTasks:
+    """Checkpoints, verification and retention, on timers of one gateway."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        writer: LedgerWriter,
+        signer: Signer,
+        trusted: dict[str, bytes],
+        settings: AuditSettings,
+    ) -> None:
+        self.sessions = sessions
+        self.writer = writer
+        self.signer = signer
+        self.trusted = trusted
+        self.settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+        self._verify_lock = threading.Lock()
+        self.last: ledger.Verification | None = None
+
+    def start(self) -> None:
+        """Starts the timers."""
+        loops: list[tuple[float, Callable[[], Any]]] = [
+            (self.settings.checkpoint_seconds, self.checkpoint),
+            (self.settings.verify_seconds, self.verify),
+        ]
+        if self.settings.prune:
+            loops.append((86_400.0, self.prune))
+        for interval, action in loops:
+            if interval > 0:
+                self._tasks.append(asyncio.create_task(self._every(interval, action)))
+
+    async def stop(self) -> None:
+        """Stops the timers and signs a last checkpoint."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.checkpoint)
+
+    async def _every(self, interval: float, action: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(action)
+            except Exception:
+                log.exception("audit task %s failed", getattr(action, "__name__", action))
+
+    def checkpoint(self) -> int:
+        """Signs the chain head now, unless a checkpoint covers it; returns its sequence."""
+        sequence: int = self.writer.call(lambda conn: ledger.checkpoint(conn, self.signer)).result()
+        if sequence:
+            metrics.LEDGER_LAST_CHECKPOINT.set(time.time())
+        return sequence
+
+    def verify(self) -> ledger.Verification:
+        """Verifies the whole ledger and publishes the result as metrics."""
+        with self._verify_lock:
+            result = ledger.verify(self.sessions, self.trusted)
+        self.last = result
+        metrics.LEDGER_VERIFICATION_OK.set(1 if result.ok else 0)
+        metrics.LEDGER_LAST_VERIFICATION.set(time.time())
+        if not result.ok:
+            log.error("ledger verification failed: %s", result.message)
+        return result
+
+    def prune(self, now: datetime | None = None) -> ledger.Pruned | None:
+        """Archives and deletes entries past retention; deletes archives past theirs."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.settings.retention_days)
+        pruned = ledger.prune(
+            self.sessions, self.signer, cutoff, archive_to(self.settings.archive_dir)
+        )
+        if pruned is not None:
+            count_committed(Counter({EntryKind.LEDGER.value: 1}))
+        keep = max(self.settings.personal_retention_days, self.settings.retention_days)
+        for path in expired_archives(self.settings.archive_dir, keep, now):
+            path.unlink()
+            log.info("deleted ledger archive %s (past %d days)", path.name, keep)
+        return pruned
