@@ -331,7 +331,7 @@ class Runner:
             insecure=self.config.gateway.insecure,
         )
 
-        async def handle(batch: ReceivedBatch) -> None:
+        async def handle(batch: ReceivedBatch) -> int:
             records = batch.records
             self.progress.received += len(records)
             result = await sink.write(batch.schema.definition, key_fields, records, batch.batch_id)
@@ -348,6 +348,7 @@ class Runner:
                     },
                 )
                 self.progress.dead_letters += 1
+            return len(result.rejected)
 
         watcher = asyncio.create_task(self._stop.wait())
         watcher.add_done_callback(lambda _t: subscriber.stop())

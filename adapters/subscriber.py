@@ -67,7 +67,8 @@ class ReceivedBatch:
         return [schemaless_reader(io.BytesIO(raw), parsed, None) for raw in self.raw_records]
 
 
-Handler = Callable[[ReceivedBatch], Awaitable[None] | None]
+Handler = Callable[[ReceivedBatch], Awaitable[int | None] | int | None]
+"""Writes a batch; may return how many of its records it put on its dead-letter list."""
 
 DRAIN_SECONDS = 5.0
 HEALTHY = 1.0  # a subscription open this long before failing counts as progress
@@ -79,7 +80,9 @@ class Subscriber:
     The handler must commit the records in the department's own system before it
     returns: the batch is acknowledged then, and only then does the gateway move the
     subscription's cursor. A batch whose handler raises is not acknowledged and will be
-    delivered again; make the handler idempotent (upsert by key).
+    delivered again; make the handler idempotent (upsert by key). A handler that could
+    not write some records and kept them on its own dead-letter list returns how many:
+    the acknowledgement tells the gateway, which counts and records them.
 
     Args:
         target: Gateway host:port.
@@ -216,12 +219,15 @@ class Subscriber:
                     received = await self._verify(response.batch)
                     outcome = handler(received)
                     if inspect.isawaitable(outcome):
-                        await outcome
+                        outcome = await outcome
                 finally:
                     self._handling = False
+                dead = outcome if isinstance(outcome, int) and outcome > 0 else 0
                 await acks.put(
                     exchange_pb2.SubscribeRequest(
-                        ack=exchange_pb2.DeliveryAck(offset=received.offset)
+                        ack=exchange_pb2.DeliveryAck(
+                            offset=received.offset, dead_lettered_records=dead
+                        )
                     )
                 )
                 if self._stopped():

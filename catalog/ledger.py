@@ -29,13 +29,15 @@ gateway replicas on one database) append one after the other.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import enum
 import hashlib
+import itertools
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -671,7 +673,7 @@ def entries(sessions: sessionmaker[Session], where: EntryFilter, limit: int) -> 
         return list(session.execute(query))
 
 
-def iterate(sessions: sessionmaker[Session], where: EntryFilter) -> Iterator[Any]:
+def iterate(sessions: sessionmaker[Session], where: EntryFilter) -> Generator[Any, None, None]:
     """Yields every entry matching ``where`` in sequence order, streaming from the database."""
     query = where.where(select(_entries)).order_by(_entries.c.sequence)
     with sessions() as session:
@@ -793,8 +795,9 @@ def prune(
         if through <= anchor:
             return None
     where = EntryFilter(after_sequence=anchor)
-    rows = (r for r in iterate(sessions, where) if r.sequence <= through)
-    location = archive(rows, through, anchor_hash)
+    with contextlib.closing(iterate(sessions, where)) as everything:
+        rows = itertools.takewhile(lambda r: r.sequence <= through, everything)
+        location = archive(rows, through, anchor_hash)
     engine = sessions.kw["bind"]
     with engine.begin() as conn:
         _lock_head(conn)

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +90,10 @@ class LedgerWriter:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._jobs.put(_Job(None, fn, future))
         return future
+
+    async def flush(self) -> None:
+        """Waits until everything queued before this call is committed."""
+        await asyncio.wrap_future(self.call(lambda _conn: None))
 
     def close(self) -> None:
         """Commits what is queued, then stops the thread."""
@@ -208,16 +212,26 @@ def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], str]:
 
     def archive(rows: Iterable[Any], through: int, _previous: bytes) -> str:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        rows = list(rows)
-        first = rows[0].sequence if rows else through
-        newest = max((row.time for row in rows), default=datetime.now(UTC))
-        name = f"ledger-{first:012d}-{through:012d}-{newest:%Y%m%d}.avro"
-        partial = directory / (name + ".partial")
-        with partial.open("wb") as out:
-            ledger_files.write_avro(rows, out)
-            out.flush()
-            os.fsync(out.fileno())
-        partial.chmod(0o600)
+        seen = {"first": through, "newest": datetime.min.replace(tzinfo=UTC)}
+
+        def watched() -> Iterator[Any]:
+            for index, row in enumerate(rows):
+                if index == 0:
+                    seen["first"] = row.sequence
+                seen["newest"] = max(seen["newest"], row.time)
+                yield row
+
+        partial = directory / f"ledger-through-{through:012d}.avro.partial"
+        try:
+            with partial.open("wb") as out:
+                partial.chmod(0o600)
+                ledger_files.write_avro(watched(), out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        name = f"ledger-{seen['first']:012d}-{through:012d}-{seen['newest']:%Y%m%d}.avro"
         partial.rename(directory / name)
         return name
 
@@ -271,15 +285,15 @@ class AuditTasks:
 
     def start(self) -> None:
         """Starts the timers."""
-        loops: list[tuple[float, Callable[[], Any]]] = [
-            (self.settings.checkpoint_seconds, self.checkpoint),
-            (self.settings.verify_seconds, self.verify),
+        loops: list[tuple[float, Callable[[], Any], bool]] = [
+            (self.settings.checkpoint_seconds, self.checkpoint, False),
+            (self.settings.verify_seconds, self.verify, True),  # a first result at start
         ]
         if self.settings.prune:
-            loops.append((86_400.0, self.prune))
-        for interval, action in loops:
+            loops.append((86_400.0, self.prune, True))
+        for interval, action, now in loops:
             if interval > 0:
-                self._tasks.append(asyncio.create_task(self._every(interval, action)))
+                self._tasks.append(asyncio.create_task(self._every(interval, action, now)))
 
     async def stop(self) -> None:
         """Stops the timers and signs a last checkpoint."""
@@ -291,13 +305,15 @@ class AuditTasks:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.checkpoint)
 
-    async def _every(self, interval: float, action: Callable[[], Any]) -> None:
-        while True:
+    async def _every(self, interval: float, action: Callable[[], Any], now: bool) -> None:
+        if not now:
             await asyncio.sleep(interval)
+        while True:
             try:
                 await asyncio.to_thread(action)
             except Exception:
                 log.exception("audit task %s failed", getattr(action, "__name__", action))
+            await asyncio.sleep(interval)
 
     def checkpoint(self) -> int:
         """Signs the chain head now, unless a checkpoint covers it; returns its sequence."""
@@ -318,16 +334,24 @@ class AuditTasks:
         return result
 
     def prune(self, now: datetime | None = None) -> ledger.Pruned | None:
-        """Archives and deletes entries past retention; deletes archives past theirs."""
-        now = now or datetime.now(UTC)
-        cutoff = now - timedelta(days=self.settings.retention_days)
-        pruned = ledger.prune(
-            self.sessions, self.signer, cutoff, archive_to(self.settings.archive_dir)
-        )
-        if pruned is not None:
-            count_committed(Counter({EntryKind.LEDGER.value: 1}))
-        keep = max(self.settings.personal_retention_days, self.settings.retention_days)
-        for path in expired_archives(self.settings.archive_dir, keep, now):
-            path.unlink()
-            log.info("deleted ledger archive %s (past %d days)", path.name, keep)
-        return pruned
+        """Applies retention (see :func:`apply_retention`)."""
+        return apply_retention(self.sessions, self.signer, self.settings, now)
+
+
+def apply_retention(
+    sessions: sessionmaker[Session],
+    signer: Signer,
+    settings: AuditSettings,
+    now: datetime | None = None,
+) -> ledger.Pruned | None:
+    """Archives and deletes entries past retention; deletes archives past theirs."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.retention_days)
+    pruned = ledger.prune(sessions, signer, cutoff, archive_to(settings.archive_dir))
+    if pruned is not None:
+        count_committed(Counter({EntryKind.LEDGER.value: 1}))
+    keep = max(settings.personal_retention_days, settings.retention_days)
+    for path in expired_archives(settings.archive_dir, keep, now):
+        path.unlink()
+        log.info("deleted ledger archive %s (past %d days)", path.name, keep)
+    return pruned

@@ -174,6 +174,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self.sessions = sessions
         self.tasks = tasks
 
+    async def _settled(self) -> None:
+        """Lets entries this gateway has queued (an acknowledgement just received) commit
+        first, so a read sees everything that happened before it."""
+        await self.tasks.writer.flush()
+
     @unary(Role.AUDITOR)
     async def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, identity: Identity, context: Any
@@ -184,6 +189,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 Reason.INVALID_FIELD, f"page_size must be 1..{MAX_PAGE}", {"field": "page_size"}
             )
         where = entry_filter(request.filter, _after(request.page_token))
+        await self._settled()
         rows = await asyncio.to_thread(ledger.entries, self.sessions, where, size + 1)
         token = _page_token(rows[size - 1].sequence) if len(rows) > size else ""
         return pb.ListLedgerEntriesResponse(
@@ -198,6 +204,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             raise InvalidArgument(
                 Reason.INVALID_FIELD, "batch_id is required", {"field": "batch_id"}
             )
+        await self._settled()
         rows = await asyncio.to_thread(
             ledger.trace, self.sessions, request.batch_id, request.publisher_system
         )
@@ -223,6 +230,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 {"field": "time_zone"},
             ) from exc
         where = entry_filter(request.filter)
+        await self._settled()
         totals = await asyncio.to_thread(ledger.summary, self.sessions, where, zone)
         return pb.SummarizeExchangesResponse(
             totals=[
@@ -249,6 +257,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             )
         where = entry_filter(request.filter)
         jsonl = request.format == pb.EXPORT_FORMAT_JSONL
+        await self._settled()
         # Written to a temporary file first: an export of months is disk, not memory.
         with tempfile.TemporaryFile() as spool:
             rows = ledger.iterate(self.sessions, where)
@@ -263,5 +272,6 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def VerifyLedger(
         self, request: pb.VerifyLedgerRequest, identity: Identity, context: Any
     ) -> pb.VerifyLedgerResponse:
+        await self._settled()
         result = await asyncio.to_thread(self.tasks.verify)
         return verification_message(result, self.tasks.trusted)

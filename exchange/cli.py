@@ -15,6 +15,7 @@ from catalog.credentials import issue_token_at
 from catalog.errors import LijiaoError
 from catalog.models import Role
 from exchange.cli_adapter import adapter
+from exchange.cli_audit import audit
 from exchange.cli_catalog import catalog
 from exchange.cli_governance import GROUPS
 from exchange.settings import Settings
@@ -43,6 +44,7 @@ def main() -> None:
 
 main.add_command(catalog)
 main.add_command(adapter)
+main.add_command(audit)
 for _group in GROUPS:
     main.add_command(_group)
 
@@ -99,19 +101,29 @@ def serve(verbose: bool, **flags: Any) -> None:
 @click.option("--records", default=100_000, show_default=True, help="Records to exchange.")
 @click.option("--batch-size", default=1_000, show_default=True, help="Records per batch.")
 @click.option("--keep", type=_PATH, help="Keep the data directory here instead of a temporary one.")
-def demo(records: int, batch_size: int, keep: Path | None) -> None:
+@click.option(
+    "--metrics-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the gateway's /metrics page, scraped at the end, to this file "
+    "(e.g. for promtool check metrics).",
+)
+def demo(records: int, batch_size: int, keep: Path | None, metrics_out: Path | None) -> None:
     """Run a whole exchange on this machine and check every record arrived intact.
 
     Starts a gateway on a free loopback port with a temporary data directory,
     registers departments, systems, keys and a resident-registry resource, grants
     civil affairs access, publishes the records in signed batches and receives and
-    verifies all of them. Exits 0 only if every record arrived intact.
+    verifies all of them, tours the approval workflow and the adapters, and ends with
+    an auditor's summary and verification of the ledger. Exits 0 only if every record
+    arrived intact and the ledger verifies.
     """
     from exchange.demo import run_demo
 
     if records < 1 or batch_size < 1:
         raise click.UsageError("--records and --batch-size must be at least 1")
-    ok = asyncio.run(run_demo(records=records, batch_size=batch_size, keep=keep))
+    ok = asyncio.run(
+        run_demo(records=records, batch_size=batch_size, keep=keep, metrics_out=metrics_out)
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,7 @@ from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
 from exchange.demo_adapters import AdapterResult, run_adapters
+from exchange.demo_audit import AuditResult, run_audit
 from exchange.demo_governance import TourResult, run_tour
 from exchange.server import Gateway
 from exchange.settings import Settings
@@ -231,8 +233,13 @@ async def _refused_publish(
     return ""
 
 
-async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
-    """Runs the demo; returns True when every record arrived intact."""
+async def run_demo(
+    *, records: int, batch_size: int, keep: Path | None, metrics_out: Path | None = None
+) -> bool:
+    """Runs the demo; returns True when every record arrived intact and the ledger verifies.
+
+    ``metrics_out``: write the gateway's /metrics page, scraped at the end, to this file.
+    """
     holder = None if keep else tempfile.TemporaryDirectory(prefix="lijiao-demo-")
     workdir = keep or Path(holder.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +248,7 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
         {
             "data_dir": workdir / "data",
             "listen": "127.0.0.1:0",
-            "metrics_listen": "",
+            "metrics_listen": "127.0.0.1:0" if metrics_out else "",
             "tls_cert": cert,
             "tls_key": key,
         },
@@ -293,13 +300,31 @@ async def run_demo(*, records: int, batch_size: int, keep: Path | None) -> bool:
             LICENCES,
             _step,
         )
+        print("audit: what the ledger proves", file=sys.stderr)
+        await asyncio.to_thread(gateway.audit.checkpoint)
+        audit = await run_audit(gateway.target, settings.tls_cert, settings.catalog_url, _step)
+        if metrics_out is not None:
+            scraped = await asyncio.to_thread(_scrape, gateway)
+            await asyncio.to_thread(metrics_out.write_bytes, scraped)
+            _step(f"metrics scraped into {metrics_out}")
     finally:
         await gateway.stop()
         if holder is not None:
             holder.cleanup()
     ok = result and tally.intact == records and not tally.corrupt and refusal == "NOT_OWNER"
-    _summary(tally, records, seconds, subscriber.signatures_verified, refusal, ok, tour, moved)
-    return ok and tour.ok and moved.ok
+    _summary(
+        tally, records, seconds, subscriber.signatures_verified, refusal, ok, tour, moved, audit
+    )
+    return ok and tour.ok and moved.ok and audit.ok
+
+
+def _scrape(gateway: Gateway) -> bytes:
+    """The gateway's /metrics page, fetched over HTTP as Prometheus would."""
+    port = gateway.metrics_server.server_port
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+    return body
 
 
 async def _exchange(
@@ -376,6 +401,7 @@ def _summary(
     ok: bool,
     tour: TourResult,
     moved: AdapterResult,
+    audit: AuditResult,
 ) -> None:
     rate = tally.delivered / seconds if seconds else 0.0
     lines = [
@@ -399,9 +425,13 @@ def _summary(
         f"{tour.backflow_foreign_rows} outside 510104",
         f"  adapters                  {moved.civil_rows:,} of {moved.licences:,} licences from "
         f"market.db in civil.db; {moved.jinjiang_rows:,} Jinjiang licences as files",
+        "  audit summary             "
+        + ("\n                            ".join(audit.pairs) or "no deliveries recorded"),
+        f"  lijiao audit verify       {audit.verify}",
         f"  result                    {'OK: every record arrived intact' if ok else 'FAILED'}"
         + ("; governance rules held" if tour.ok else "; GOVERNANCE CHECK FAILED")
-        + ("; adapters delivered" if moved.ok else "; ADAPTER CHECK FAILED"),
+        + ("; adapters delivered" if moved.ok else "; ADAPTER CHECK FAILED")
+        + ("; the ledger verifies" if audit.ok else "; LEDGER VERIFICATION FAILED"),
     ]
     print("\n".join(lines))
 

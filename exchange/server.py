@@ -38,7 +38,7 @@ from catalog.v1 import (
 )
 from exchange import metrics
 from exchange.approval_api import ApprovalServicer
-from exchange.audit import AuditSettings, AuditTasks, LedgerWriter, count_committed, reconcile
+from exchange.audit import AuditTasks, LedgerWriter, count_committed, reconcile
 from exchange.audit_api import AuditServicer
 from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
@@ -115,7 +115,7 @@ class Gateway:
             trusted = {signer.key_id: signer.public_key, **settings.trusted_keys()}
             writer = LedgerWriter(sessions)
             cleanup.callback(writer.close)
-            audit = AuditTasks(sessions, writer, signer, trusted, _audit_settings(settings))
+            audit = AuditTasks(sessions, writer, signer, trusted, settings.audit())
             server, health_servicer, publish = _build_server(
                 settings, catalog, record_log, signer, writer, audit
             )
@@ -154,17 +154,6 @@ class Gateway:
         self.log.close()
         close_catalog(self.catalog.sessions)
         self.lock.close()
-
-
-def _audit_settings(settings: Settings) -> AuditSettings:
-    return AuditSettings(
-        checkpoint_seconds=settings.ledger_checkpoint_seconds,
-        verify_seconds=settings.ledger_verify_seconds,
-        retention_days=settings.ledger_retention_days,
-        personal_retention_days=settings.personal_data_retention_days,
-        archive_dir=settings.archive_dir,
-        prune=settings.ledger_prune,
-    )
 
 
 def _lag(record_log: RecordLog, view: CatalogView) -> Callable[[], list[metrics.Lag]]:

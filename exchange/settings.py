@@ -16,7 +16,11 @@ from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
 from catalog.governance import GovernanceRules
 from catalog.keys import key_id_of
 from catalog.masks import MaskPolicy
-from exchange.audit import PERSONAL_RETENTION_MINIMUM_DAYS, RETENTION_MINIMUM_DAYS
+from exchange.audit import (
+    PERSONAL_RETENTION_MINIMUM_DAYS,
+    RETENTION_MINIMUM_DAYS,
+    AuditSettings,
+)
 from exchange.signing import public_key_from_text
 
 ENV_PREFIX = "LIJIAO_"
@@ -116,6 +120,17 @@ class Settings:
                 raise ValueError(f"LIJIAO_MASKS entry {entry!r} is not TAG=SPEC")
             mapping[tag.strip().upper()] = spec.strip()
         return MaskPolicy.from_mapping(mapping)
+
+    def audit(self) -> AuditSettings:
+        """The ledger's timers and retention."""
+        return AuditSettings(
+            checkpoint_seconds=self.ledger_checkpoint_seconds,
+            verify_seconds=self.ledger_verify_seconds,
+            retention_days=self.ledger_retention_days,
+            personal_retention_days=self.personal_data_retention_days,
+            archive_dir=self.archive_dir,
+            prune=self.ledger_prune,
+        )
 
     def trusted_keys(self) -> dict[str, bytes]:
         """The other gateways' checkpoint keys, by key id.
