@@ -42,7 +42,8 @@ MAX_BATCH_ID_LENGTH = 128
 MAX_SEQUENCE = 2**63 - 1  # what the log's INTEGER column holds
 MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z, the Timestamp range
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
-PIPELINE_DEPTH = 4
+PIPELINE_DEPTH = 32  # batches of one stream between verification and acknowledgement
+PIPELINE_BYTES = 64 << 20  # ... and their payload bytes: small batches pipeline deeper
 
 
 @dataclass(frozen=True)
@@ -266,15 +267,22 @@ class PublishPath:
         A refused batch ends the stream after the acknowledgements of the batches
         accepted before it.
         """
-        pending: asyncio.Queue[asyncio.Future[exchange_pb2.PublishResponse] | BaseException | None]
-        pending = asyncio.Queue(PIPELINE_DEPTH)
+        Item = tuple[asyncio.Future[exchange_pb2.PublishResponse], int] | BaseException | None
+        pending: asyncio.Queue[Item] = asyncio.Queue(PIPELINE_DEPTH)
+        in_flight = 0
+        room = asyncio.Event()
 
         async def intake() -> None:
+            nonlocal in_flight
             try:
                 async for request in requests:
                     batch = request.batch
                     payload = batch.SerializeToString()
-                    await pending.put(await self.accept(identity, batch, payload))
+                    while in_flight and in_flight + len(payload) > PIPELINE_BYTES:
+                        room.clear()
+                        await room.wait()
+                    in_flight += len(payload)
+                    await pending.put((await self.accept(identity, batch, payload), len(payload)))
                 await pending.put(None)
             except Exception as exc:  # handed to the response side, in order
                 await pending.put(exc)
@@ -287,6 +295,10 @@ class PublishPath:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield await item
+                future, size = item
+                response = await future
+                in_flight -= size
+                room.set()
+                yield response
         finally:
             task.cancel()
