@@ -4,7 +4,8 @@ Example::
 
     [gateway]
     address = "gateway.city.gov.cn:7443"
-    token_file = "samr.token"            # or token = "lj_..."
+    client_cert = "SAMR-LICENCE-cert.pem" # mutual TLS (lijiao pki issue): the system's
+    client_key = "SAMR-LICENCE-key.pem"   #   certificate; or token_file/token with insecure
     ca_cert = "ca.pem"                   # or insecure = true (local development only)
     signing_key = "samr-signing-key.pem" # needed when publishing
     state = "samr-adapter.db"            # default: <config name>.state.db beside the file
@@ -40,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters.connection import ClientCertificate
+
 
 class ConfigError(Exception):
     """The config file is wrong; the message names the key and what was expected."""
@@ -56,6 +59,7 @@ class GatewayConfig:
     signing_key: Path | None
     state: Path
     gateway_key: bytes | None = None
+    client_cert: ClientCertificate | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,8 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
             "address",
             "token",
             "token_file",
+            "client_cert",
+            "client_key",
             "ca_cert",
             "insecure",
             "signing_key",
@@ -201,8 +207,21 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
     )
     token = _get(table, "token", where, str, "")
     token_file = _get(table, "token_file", where, str, "")
-    if bool(token) == bool(token_file):
-        raise ConfigError(f"{where}.token: give exactly one of token and token_file")
+    cert = _get(table, "client_cert", where, str, "")
+    key = _get(table, "client_key", where, str, "")
+    if bool(cert) != bool(key):
+        raise ConfigError(f"{where}.client_cert: give client_cert and client_key together")
+    if (1 if cert else 0) + (1 if token else 0) + (1 if token_file else 0) != 1:
+        raise ConfigError(
+            f"{where}.token: give exactly one of token, token_file and client_cert "
+            "(with client_key)"
+        )
+    client_cert = None
+    if cert:
+        client_cert = ClientCertificate(Path(_relative(base, cert)), Path(_relative(base, key)))
+        for name, file in (("client_cert", client_cert.cert), ("client_key", client_cert.key)):
+            if not file.is_file():
+                raise ConfigError(f"{where}.{name}: no file {file}")
     if token_file:
         try:
             token = (base / token_file).read_text(encoding="utf-8").strip()
@@ -234,6 +253,7 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
         signing_key=Path(_relative(base, signing_key)) if signing_key else None,
         state=Path(_relative(base, state)),
         gateway_key=gateway_key,
+        client_cert=client_cert,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,14 +20,32 @@ _OPTIONS = [
 ]
 
 
+@dataclass(frozen=True)
+class ClientCertificate:
+    """A principal's TLS client certificate and its private key (PEM files).
+
+    With one, the gateway knows the caller from the verified certificate (mutual TLS)
+    and no bearer token is sent.
+    """
+
+    cert: Path
+    key: Path
+
+
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """Returns call metadata that presents ``token``."""
-    return (("authorization", f"Bearer {token}"),)
+    """Returns call metadata that presents ``token`` (none for an empty token)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-def _credentials(ca_cert: Path | None) -> grpc.ChannelCredentials:
+def _credentials(ca_cert: Path | None, client: ClientCertificate | None) -> grpc.ChannelCredentials:
     root = ca_cert.read_bytes() if ca_cert is not None else None
-    return grpc.ssl_channel_credentials(root_certificates=root)
+    if client is None:
+        return grpc.ssl_channel_credentials(root_certificates=root)
+    return grpc.ssl_channel_credentials(
+        root_certificates=root,
+        private_key=client.key.read_bytes(),
+        certificate_chain=client.cert.read_bytes(),
+    )
 
 
 def _warn_insecure(target: str) -> None:
@@ -38,7 +57,12 @@ def _warn_insecure(target: str) -> None:
 
 
 def open_channel(
-    target: str, *, ca_cert: Path | None = None, insecure: bool = False, quiet: bool = False
+    target: str,
+    *,
+    ca_cert: Path | None = None,
+    insecure: bool = False,
+    quiet: bool = False,
+    client_cert: ClientCertificate | None = None,
 ) -> grpc.aio.Channel:
     """Opens an asyncio channel to the gateway.
 
@@ -47,23 +71,29 @@ def open_channel(
         ca_cert: PEM certificate to trust; None uses the system's roots.
         insecure: Connect in plaintext (local development only; prints a warning).
         quiet: Do not print the plaintext warning (the caller already did).
+        client_cert: Present this certificate (mutual TLS).
     """
-    if insecure:
+    if insecure and client_cert is None:
         if not quiet:
             _warn_insecure(target)
         return grpc.aio.insecure_channel(target, options=_OPTIONS)
-    return grpc.aio.secure_channel(target, _credentials(ca_cert), options=_OPTIONS)
+    return grpc.aio.secure_channel(target, _credentials(ca_cert, client_cert), options=_OPTIONS)
 
 
 def open_blocking_channel(
-    target: str, *, ca_cert: Path | None = None, insecure: bool = False, quiet: bool = False
+    target: str,
+    *,
+    ca_cert: Path | None = None,
+    insecure: bool = False,
+    quiet: bool = False,
+    client_cert: ClientCertificate | None = None,
 ) -> grpc.Channel:
     """Opens a blocking channel to the gateway (for command-line tools)."""
-    if insecure:
+    if insecure and client_cert is None:
         if not quiet:
             _warn_insecure(target)
         return grpc.insecure_channel(target, options=_OPTIONS)
-    return grpc.secure_channel(target, _credentials(ca_cert), options=_OPTIONS)
+    return grpc.secure_channel(target, _credentials(ca_cert, client_cert), options=_OPTIONS)
 
 
 class Backoff:

@@ -24,7 +24,13 @@ import grpc
 from fastavro import schemaless_writer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.connection import MAX_MESSAGE_BYTES, Backoff, auth_metadata, open_channel
+from adapters.connection import (
+    MAX_MESSAGE_BYTES,
+    Backoff,
+    ClientCertificate,
+    auth_metadata,
+    open_channel,
+)
 from adapters.errors import RETRYABLE, GatewayRefusal
 from catalog import schemas
 from exchange.envelope import digest_of_batch
@@ -84,6 +90,8 @@ class Publisher:
         signer: The system's registered signing key.
         ca_cert: PEM certificate to trust for the gateway.
         insecure: Plaintext connection (local development only).
+        client_cert: The system's TLS client certificate (mutual TLS); the token is then
+            empty.
         max_in_flight: Batches sent but not yet acknowledged before ``send`` waits.
         first_sequence: Sequence number of the first batch; defaults to the current time
             in microseconds, which keeps increasing across restarts.
@@ -98,11 +106,14 @@ class Publisher:
         *,
         ca_cert: Path | None = None,
         insecure: bool = False,
+        client_cert: ClientCertificate | None = None,
         max_in_flight: int = 8,
         first_sequence: int | None = None,
         retry_seconds: float = 60.0,
     ) -> None:
-        self._channel = open_channel(target, ca_cert=ca_cert, insecure=insecure, quiet=True)
+        self._channel = open_channel(
+            target, ca_cert=ca_cert, insecure=insecure, quiet=True, client_cert=client_cert
+        )
         self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
         self._metadata = auth_metadata(token)
         self._signer = signer

@@ -130,7 +130,11 @@ class Runner:
     def _channel(self) -> grpc.aio.Channel:
         gateway = self.config.gateway
         return open_channel(
-            gateway.address, ca_cert=gateway.ca_cert, insecure=gateway.insecure, quiet=True
+            gateway.address,
+            ca_cert=gateway.ca_cert,
+            insecure=gateway.insecure,
+            quiet=True,
+            client_cert=gateway.client_cert,
         )
 
     async def _resource(self, code: str) -> tuple[schemas.ParsedSchema, list[str]]:
@@ -216,6 +220,7 @@ class Runner:
             signer,
             ca_cert=self.config.gateway.ca_cert,
             insecure=self.config.gateway.insecure,
+            client_cert=self.config.gateway.client_cert,
         )
         queue: asyncio.Queue[_Sent] = asyncio.Queue()
 
@@ -329,6 +334,7 @@ class Runner:
             gateway_public_key=self.config.gateway.gateway_key,
             ca_cert=self.config.gateway.ca_cert,
             insecure=self.config.gateway.insecure,
+            client_cert=self.config.gateway.client_cert,
         )
 
         async def handle(batch: ReceivedBatch) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from fastavro import schemaless_reader
 
-from adapters.connection import Backoff, auth_metadata, open_channel
+from adapters.connection import Backoff, ClientCertificate, auth_metadata, open_channel
 from adapters.errors import RETRYABLE, GatewayRefusal, VerificationError
 from catalog import schemas
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -96,6 +96,8 @@ class Subscriber:
             unchanged (fetches publisher keys from the catalog).
         ca_cert: PEM certificate to trust for the gateway.
         insecure: Plaintext connection (local development only).
+        client_cert: The system's TLS client certificate (mutual TLS); the token is then
+            empty.
         retry_seconds: How long to keep reconnecting before giving up.
     """
 
@@ -111,9 +113,12 @@ class Subscriber:
         verify_provider: bool = True,
         ca_cert: Path | None = None,
         insecure: bool = False,
+        client_cert: ClientCertificate | None = None,
         retry_seconds: float = 60.0,
     ) -> None:
-        self._channel = open_channel(target, ca_cert=ca_cert, insecure=insecure, quiet=True)
+        self._channel = open_channel(
+            target, ca_cert=ca_cert, insecure=insecure, quiet=True, client_cert=client_cert
+        )
         self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
         self._catalog = catalog_pb2_grpc.CatalogServiceStub(self._channel)
         self._metadata = auth_metadata(token)

@@ -18,6 +18,7 @@ from exchange.cli_adapter import adapter
 from exchange.cli_audit import audit
 from exchange.cli_catalog import catalog
 from exchange.cli_governance import GROUPS
+from exchange.cli_pki import ROLES, pki_group
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
 
@@ -45,6 +46,7 @@ def main() -> None:
 main.add_command(catalog)
 main.add_command(adapter)
 main.add_command(audit)
+main.add_command(pki_group)
 for _group in GROUPS:
     main.add_command(_group)
 
@@ -59,11 +61,30 @@ for _group in GROUPS:
 @click.option("--tls-cert", type=_PATH, help="PEM certificate to serve with [LIJIAO_TLS_CERT].")
 @click.option("--tls-key", type=_PATH, help="PEM key of --tls-cert [LIJIAO_TLS_KEY].")
 @click.option(
-    "--insecure", is_flag=True, default=None, help="Serve in plaintext (local development only)."
+    "--client-ca",
+    type=_PATH,
+    help="PEM CA certificate(s) client certificates must chain to [LIJIAO_CLIENT_CA].",
+)
+@click.option(
+    "--crl-file",
+    type=_PATH,
+    help="PEM revocation list, re-read when it changes [LIJIAO_CRL_FILE; default: crl.pem "
+    "beside --client-ca].",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Development mode: no client certificates, bearer tokens (plaintext without "
+    "--tls-cert). Prints a warning.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every refusal.")
 def serve(verbose: bool, **flags: Any) -> None:
-    """Run the gateway until interrupted (Ctrl-C or SIGTERM)."""
+    """Run the gateway until interrupted (Ctrl-C or SIGTERM).
+
+    By default it requires mutual TLS: --tls-cert, --tls-key and --client-ca (see
+    lijiao pki). Callers are known by their client certificates.
+    """
     from exchange.server import Gateway
 
     logging.basicConfig(
@@ -151,20 +172,15 @@ def keys_generate(path: Path) -> None:
 
 @main.group()
 def tokens() -> None:
-    """Bearer tokens of principals (run on the gateway host, against its data directory)."""
+    """Bearer tokens of principals, for a gateway in development mode (--insecure).
 
-
-_ROLES = {
-    "system": Role.SYSTEM,
-    "data-officer": Role.DATA_OFFICER,
-    "platform-officer": Role.PLATFORM_OFFICER,
-    "auditor": Role.AUDITOR,
-    "administrator": Role.ADMINISTRATOR,
-}
+    Run on the gateway host, against its data directory. In production callers present
+    client certificates instead (lijiao pki issue).
+    """
 
 
 @tokens.command("issue")
-@click.option("--role", type=click.Choice(list(_ROLES)), required=True, help="Principal's role.")
+@click.option("--role", type=click.Choice(list(ROLES)), required=True, help="Principal's role.")
 @click.option("--name", help="Principal name (systems are named after the system).")
 @click.option("--department", help="Department code (data and platform officers).")
 @click.option("--system", help="System code (role system).")
@@ -187,7 +203,7 @@ def tokens_issue(
       lijiao tokens issue --role data-officer --name wang --department SAMR
     """
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    kind = _ROLES[role]
+    kind = ROLES[role]
     if kind is not Role.SYSTEM and not name:
         raise click.UsageError("--name is required for this role")
     try:

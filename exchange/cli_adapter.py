@@ -172,7 +172,11 @@ async def _register(
 ) -> None:
     gateway = config.gateway
     channel = open_channel(
-        gateway.address, ca_cert=gateway.ca_cert, insecure=gateway.insecure, quiet=True
+        gateway.address,
+        ca_cert=gateway.ca_cert,
+        insecure=gateway.insecure,
+        quiet=True,
+        client_cert=gateway.client_cert,
     )
     try:
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)

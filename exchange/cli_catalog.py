@@ -37,7 +37,11 @@ from exchange.signing import public_key_from_text
 
 CALL_TIMEOUT_SECONDS = 30.0
 _CATALOG_STUB = catalog_pb2_grpc.CatalogServiceStub
-NO_TOKEN = "no token: pass --token or set LIJIAO_TOKEN (`lijiao tokens issue` makes one)"  # noqa: S105
+NO_CREDENTIAL = (
+    "no credential: pass --client-cert and --client-key (or LIJIAO_CLIENT_CERT and "
+    "LIJIAO_CLIENT_KEY; `lijiao pki issue` makes them), or --token / LIJIAO_TOKEN for a "
+    "gateway in development mode (`lijiao tokens issue`)"
+)
 
 
 def rpc_error_message(err: grpc.RpcError) -> str:
@@ -70,28 +74,34 @@ class RpcFailed(click.ClickException):
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _CONNECTION_OPTIONS = (
     click.option("--gateway", metavar="HOST:PORT", help="Gateway address [env LIJIAO_GATEWAY]."),
-    click.option("--token", help="Bearer token [env LIJIAO_TOKEN]."),
+    click.option(
+        "--client-cert", type=_FILE, help="Your PEM client certificate [env LIJIAO_CLIENT_CERT]."
+    ),
+    click.option("--client-key", type=_FILE, help="Its PEM private key [env LIJIAO_CLIENT_KEY]."),
+    click.option("--token", help="Bearer token, development mode only [env LIJIAO_TOKEN]."),
     click.option("--ca-cert", type=_FILE, help="PEM CA certificate [env LIJIAO_CA_CERT]."),
     click.option("--insecure", is_flag=True, default=None, help="No TLS [env LIJIAO_INSECURE]."),
 )
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds ``--gateway``, ``--token``, ``--ca-cert`` and ``--insecure`` to a command.
+    """Adds ``--gateway``, ``--client-cert``/``--client-key``, ``--token``, ``--ca-cert``
+    and ``--insecure`` to a command.
 
     The decorated callback receives one ``settings`` keyword argument instead of the
-    four: the flags given override the ``LIJIAO_*`` environment via :meth:`Settings.load`.
+    six: the flags given override the ``LIJIAO_*`` environment via :meth:`Settings.load`.
 
     Args:
         command: The command callback.
 
     Returns:
-        The callback with the four options attached.
+        The callback with the six options attached.
     """
 
     @functools.wraps(command)
     def resolved(*args: Any, **kwargs: Any) -> Any:
-        overrides = {name: kwargs.pop(name) for name in ("gateway", "token", "ca_cert", "insecure")}
+        names = ("gateway", "token", "ca_cert", "insecure", "client_cert", "client_key")
+        overrides = {name: kwargs.pop(name) for name in names}
         try:
             kwargs["settings"] = Settings.load(overrides)
         except ValueError as exc:
@@ -157,10 +167,13 @@ def open_catalog(
     Raises:
         click.UsageError: No token is configured.
     """
-    if not settings.token:
-        raise click.UsageError(NO_TOKEN)
+    client = settings.client_certificate()
+    if not settings.token and client is None:
+        raise click.UsageError(NO_CREDENTIAL)
     target, ca_cert, insecure = settings.gateway, settings.ca_cert, settings.insecure
-    with open_blocking_channel(target, ca_cert=ca_cert, insecure=insecure) as channel:
+    with open_blocking_channel(
+        target, ca_cert=ca_cert, insecure=insecure, client_cert=client
+    ) as channel:
         yield CatalogClient(stub_class(channel), auth_metadata(settings.token))
 
 

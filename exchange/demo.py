@@ -8,6 +8,7 @@ into a resource it does not own and is refused. Every record is checked on arriv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import sys
@@ -21,21 +22,19 @@ from typing import Any
 
 import grpc
 
-from adapters.connection import auth_metadata, open_channel
+from adapters.connection import ClientCertificate
 from adapters.errors import GatewayRefusal
 from adapters.publisher import Publisher, encode_records
 from adapters.subscriber import ReceivedBatch, Subscriber
-from catalog.credentials import issue_token_at
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
-from catalog.v1 import catalog_pb2_grpc
 from exchange.demo_adapters import AdapterResult, run_adapters
 from exchange.demo_audit import AuditResult, run_audit
 from exchange.demo_governance import TourResult, run_tour
+from exchange.demo_pki import DemoPKI
 from exchange.server import Gateway
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
-from exchange.tls import write_self_signed
 
 RESOURCE = "PSB-RESIDENT"
 LICENCES = 5_000
@@ -125,11 +124,9 @@ def _step(text: str) -> None:
     print(f"  {text}", file=sys.stderr)
 
 
-async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[str, Any]:
-    admin = issue_token_at(settings.catalog_url, name="demo-admin", role=Role.ADMINISTRATOR)
-    channel = open_channel(gateway.target, ca_cert=settings.tls_cert)
-    stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-    md = auth_metadata(admin)
+async def _setup(demo_pki: DemoPKI, workdir: Path) -> dict[str, Any]:
+    admin = demo_pki.caller("demo-admin", Role.ADMINISTRATOR)
+    stub = admin.catalog
     departments = [
         ("PSB", "成都市公安局 Public Security Bureau", pb.ADMINISTRATIVE_LEVEL_CITY, "510100"),
         ("CIVIL", "成都市民政局 Civil Affairs Bureau", pb.ADMINISTRATIVE_LEVEL_CITY, "510100"),
@@ -146,10 +143,9 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
             pb.CreateDepartmentRequest(
                 department=pb.Department(code=code, name=name, level=level, region_code=region)
             ),
-            metadata=md,
         )
     _step(f"registered {len(departments)} departments: " + ", ".join(d[0] for d in departments))
-    systems: dict[str, tuple[Ed25519Signer, str]] = {}
+    systems: dict[str, tuple[Ed25519Signer, ClientCertificate]] = {}
     for code, department in (
         ("PSB-HUKOU", "PSB"),
         ("CIVIL-AID", "CIVIL"),
@@ -167,11 +163,9 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
                     signing_keys=[pb.SigningKey(public_key=signer.public_key)],
                 )
             ),
-            metadata=md,
         )
-        token = issue_token_at(settings.catalog_url, name=code, role=Role.SYSTEM, system=code)
-        systems[code] = (signer, token)
-    _step("registered 4 systems with Ed25519 signing keys and bearer tokens")
+        systems[code] = (signer, demo_pki.certificate(code, Role.SYSTEM, system=code))
+    _step("registered 4 systems with Ed25519 signing keys and client certificates (mTLS)")
     fields = [
         ("id_number", pb.SENSITIVITY_ID_NUMBER, "公民身份号码"),
         ("name", pb.SENSITIVITY_NAME, "姓名"),
@@ -197,7 +191,6 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
             ),
             schema=json.dumps(RESIDENT_SCHEMA, ensure_ascii=False),
         ),
-        metadata=md,
     )
     _step(
         f"registered resource {RESOURCE} (schema v1, fingerprint "
@@ -211,21 +204,21 @@ async def _setup(gateway: Gateway, settings: Settings, workdir: Path) -> dict[st
                 clear_fields=[name for name, tag, _ in fields if tag != pb.SENSITIVITY_NONE],
             )
         ),
-        metadata=md,
     )
     _step(
         f"granted CIVIL-AID access to {RESOURCE} in clear text for subsidy review "
         f"(grant {grant.grant.id})"
     )
-    await channel.close()
     return {"systems": systems, "admin": admin}
 
 
 async def _refused_publish(
-    gateway: Gateway, settings: Settings, signer: Ed25519Signer, token: str
+    gateway: Gateway, demo_pki: DemoPKI, signer: Ed25519Signer, identity: ClientCertificate
 ) -> str:
     """Market regulation tries to publish residents: deny by default must refuse it."""
-    async with Publisher(gateway.target, token, signer, ca_cert=settings.tls_cert) as intruder:
+    async with Publisher(
+        gateway.target, "", signer, ca_cert=demo_pki.ca_cert, client_cert=identity
+    ) as intruder:
         try:
             await intruder.publish(RESOURCE, RESIDENT_SCHEMA, [resident(0)])
         except GatewayRefusal as refusal:
@@ -243,43 +236,54 @@ async def run_demo(
     holder = None if keep else tempfile.TemporaryDirectory(prefix="lijiao-demo-")
     workdir = keep or Path(holder.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
-    cert, key = write_self_signed(workdir / "tls")
     settings = Settings.load(
         {
             "data_dir": workdir / "data",
             "listen": "127.0.0.1:0",
             "metrics_listen": "127.0.0.1:0" if metrics_out else "",
-            "tls_cert": cert,
-            "tls_key": key,
         },
         env={},
     )
+    demo_pki = DemoPKI(workdir / "pki", settings.catalog_url)
+    settings = dataclasses.replace(
+        settings,
+        tls_cert=demo_pki.gateway_cert,
+        tls_key=demo_pki.gateway_key,
+        client_ca=demo_pki.ca_cert,
+    )
     print(f"lijiao demo: {records:,} records in batches of {batch_size:,}", file=sys.stderr)
     gateway = await Gateway.start(settings)
-    _step(f"gateway on {gateway.target} (TLS), data in {settings.data_dir}")
+    demo_pki.target = gateway.target
+    _step(
+        f"gateway on {gateway.target} (mutual TLS: every caller presents a certificate of "
+        f"the demo CA), data in {settings.data_dir}"
+    )
     try:
-        world = await _setup(gateway, settings, workdir)
-        pub_signer, pub_token = world["systems"]["PSB-HUKOU"]
-        samr_signer, samr_token = world["systems"]["SAMR-LICENCE"]
-        refusal = await _refused_publish(gateway, settings, samr_signer, samr_token)
+        world = await _setup(demo_pki, workdir)
+        systems: dict[str, tuple[Ed25519Signer, ClientCertificate]] = world["systems"]
+        pub_signer, pub_identity = systems["PSB-HUKOU"]
+        samr_signer, samr_identity = systems["SAMR-LICENCE"]
+        refusal = await _refused_publish(gateway, demo_pki, samr_signer, samr_identity)
         _step(f"SAMR-LICENCE publishing into {RESOURCE}: refused ({refusal or 'NOT REFUSED!'})")
         tally = _Tally()
         subscriber = Subscriber(
-            gateway.target, world["systems"]["CIVIL-AID"][1], RESOURCE, ca_cert=settings.tls_cert
+            gateway.target,
+            "",
+            RESOURCE,
+            ca_cert=demo_pki.ca_cert,
+            client_cert=systems["CIVIL-AID"][1],
         )
         started = time.perf_counter()
         result = await _exchange(
-            gateway, settings, pub_signer, pub_token, subscriber, tally, records, batch_size
+            gateway, demo_pki, pub_signer, pub_identity, subscriber, tally, records, batch_size
         )
         seconds = time.perf_counter() - started
         await subscriber.close()
         print("governance: requests, decisions, masks and data backflow", file=sys.stderr)
         tour = await run_tour(
-            gateway.target,
-            settings.tls_cert,
-            settings.catalog_url,
+            demo_pki,
             world["admin"],
-            {code: token for code, (_signer, token) in world["systems"].items()},
+            {code: identity for code, (_signer, identity) in systems.items()},
             records,
             -(-records // batch_size),
             _step,
@@ -287,27 +291,22 @@ async def run_demo(
         print("adapters: pipes between departments' own databases", file=sys.stderr)
         moved = await run_adapters(
             workdir,
-            gateway.target,
-            settings.tls_cert,
+            demo_pki,
             world["admin"],
-            issue_token_at(
-                settings.catalog_url,
-                name="samr-officer",
-                role=Role.DATA_OFFICER,
-                department="SAMR",
-            ),
-            world["systems"],
+            demo_pki.caller("samr-officer", Role.DATA_OFFICER, department="SAMR"),
+            systems,
             LICENCES,
             _step,
         )
         print("audit: what the ledger proves", file=sys.stderr)
         await asyncio.to_thread(gateway.audit.checkpoint)
-        audit = await run_audit(gateway.target, settings.tls_cert, settings.catalog_url, _step)
+        audit = await run_audit(demo_pki.caller("demo-auditor", Role.AUDITOR), _step)
         if metrics_out is not None:
             scraped = await asyncio.to_thread(_scrape, gateway)
             await asyncio.to_thread(metrics_out.write_bytes, scraped)
             _step(f"metrics scraped into {metrics_out}")
     finally:
+        await demo_pki.close()
         await gateway.stop()
         if holder is not None:
             holder.cleanup()
@@ -329,9 +328,9 @@ def _scrape(gateway: Gateway) -> bytes:
 
 async def _exchange(
     gateway: Gateway,
-    settings: Settings,
+    demo_pki: DemoPKI,
     signer: Ed25519Signer,
-    token: str,
+    identity: ClientCertificate,
     subscriber: Subscriber,
     tally: _Tally,
     records: int,
@@ -339,7 +338,12 @@ async def _exchange(
 ) -> bool:
     async def publish() -> None:
         async with Publisher(
-            gateway.target, token, signer, ca_cert=settings.tls_cert, max_in_flight=8
+            gateway.target,
+            "",
+            signer,
+            ca_cert=demo_pki.ca_cert,
+            client_cert=identity,
+            max_in_flight=8,
         ) as publisher:
             schema = publisher.schema(RESIDENT_SCHEMA)
             acks = []

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.config import load
-from adapters.connection import auth_metadata, open_channel
+from adapters.connection import ClientCertificate
 from adapters.runner import Runner
 from adapters.sql import SqlSource
 from catalog.v1 import approval_pb2 as ap
-from catalog.v1 import approval_pb2_grpc, catalog_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
+from exchange.demo_pki import Caller, DemoPKI
 from exchange.signing import Ed25519Signer
 
 RESOURCE = "SAMR-LICENCE"
@@ -83,13 +83,8 @@ def _config(path: Path, body: str) -> Path:
     return path
 
 
-async def _register(
-    target: str, ca_cert: Path | None, admin: str, officer: str, schema: dict[str, Any]
-) -> None:
-    channel = open_channel(target, ca_cert=ca_cert)
-    catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
-    approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
-    await catalog.CreateResource(
+async def _register(admin: Caller, officer: Caller, schema: dict[str, Any]) -> None:
+    await admin.catalog.CreateResource(
         pb.CreateResourceRequest(
             resource=pb.Resource(
                 code=RESOURCE,
@@ -104,26 +99,21 @@ async def _register(
             ),
             schema=json.dumps(schema, ensure_ascii=False),
         ),
-        metadata=auth_metadata(admin),
     )
-    await catalog.CreateGrant(
+    await admin.catalog.CreateGrant(
         pb.CreateGrantRequest(grant=pb.Grant(resource=RESOURCE, grantee_system="CIVIL-AID")),
-        metadata=auth_metadata(admin),
     )
-    await approvals.SetBackflowEligibility(
+    await officer.approvals.SetBackflowEligibility(
         ap.SetBackflowEligibilityRequest(resource=RESOURCE, eligible=True),
-        metadata=auth_metadata(officer),
     )
-    await channel.close()
 
 
 async def run_adapters(
     workdir: Path,
-    target: str,
-    ca_cert: Path | None,
-    admin_token: str,
-    samr_officer_token: str,
-    system_keys: dict[str, tuple[Ed25519Signer, str]],
+    demo_pki: DemoPKI,
+    admin: Caller,
+    samr_officer: Caller,
+    system_keys: dict[str, tuple[Ed25519Signer, ClientCertificate]],
     count: int,
     step: Any,
 ) -> AdapterResult:
@@ -137,38 +127,41 @@ async def run_adapters(
     source = SqlSource({"url": f"sqlite:///{market}", "table": "licences", "cursor": "seq"})
     (stream,) = [s for s in await source.discover() if s.name == "licences"]
     await source.close()
-    await _register(target, ca_cert, admin_token, samr_officer_token, stream.schema)
+    await _register(admin, samr_officer, stream.schema)
     step(f"market regulation's own database market.db holds {count:,} licences")
     step(
         f"registered {RESOURCE} from the sql adapter's discovery; civil affairs granted; "
         "backflow-eligible"
     )
 
-    signer, samr_token = system_keys["SAMR-LICENCE"]
+    signer, _ = system_keys["SAMR-LICENCE"]
     signer.save(base / "samr-signing-key.pem")
-    (base / "samr.token").write_text(samr_token)
-    (base / "civil.token").write_text(system_keys["CIVIL-AID"][1])
-    (base / "jinjiang.token").write_text(system_keys["JINJIANG-GRID"][1])
-    trust = f'ca_cert = "{ca_cert}"' if ca_cert else "insecure = true"
-    gateway = f'[gateway]\naddress = "{target}"\n{trust}\n'
+
+    def gateway(system: str) -> str:
+        """The [gateway] table: mutual TLS with the system's certificate."""
+        identity = system_keys[system][1]
+        return (
+            f'[gateway]\naddress = "{demo_pki.target}"\nca_cert = "{demo_pki.ca_cert}"\n'
+            f'client_cert = "{identity.cert}"\nclient_key = "{identity.key}"\n'
+        )
+
     configs = [
         _config(
             base / "samr.toml",
-            gateway + 'token_file = "samr.token"\n'
-            'signing_key = "samr-signing-key.pem"\n\n[[publish]]\n'
+            gateway("SAMR-LICENCE") + 'signing_key = "samr-signing-key.pem"\n\n[[publish]]\n'
             f'resource = "{RESOURCE}"\nsource = "sql"\npoll_seconds = 0.5\n'
             '[publish.options]\nurl = "sqlite:///market.db"\ntable = "licences"\n'
             'cursor = "seq"\n',
         ),
         _config(
             base / "civil.toml",
-            gateway + 'token_file = "civil.token"\n\n[[subscribe]]\n'
+            gateway("CIVIL-AID") + "\n[[subscribe]]\n"
             f'resource = "{RESOURCE}"\nsink = "sql"\n[subscribe.options]\n'
             'url = "sqlite:///civil.db"\ntable = "licences"\ncreate_table = true\n',
         ),
         _config(
             base / "jinjiang.toml",
-            gateway + 'token_file = "jinjiang.token"\n\n'
+            gateway("JINJIANG-GRID") + "\n"
             f'[[subscribe]]\nresource = "{RESOURCE}"\nsink = "files"\n'
             '[subscribe.options]\nfolder = "jinjiang-inbox"\nformat = "jsonl"\n',
         ),

@@ -1,21 +1,17 @@
 """The demo's last stage: an auditor's view of what just happened.
 
-An auditor's token asks the AuditService for the records exchanged per department
-pair and for a verification of the whole ledger, as ``lijiao audit summary`` and
-``lijiao audit verify`` would.
+An auditor, known by its client certificate, asks the AuditService for the records
+exchanged per department pair and for a verification of the whole ledger, as
+``lijiao audit summary`` and ``lijiao audit verify`` would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from adapters.connection import auth_metadata, open_channel
-from catalog.credentials import issue_token_at
-from catalog.models import Role
 from catalog.v1 import audit_pb2 as pb
-from catalog.v1 import audit_pb2_grpc
+from exchange.demo_pki import Caller
 
 
 @dataclass
@@ -28,42 +24,31 @@ class AuditResult:
     ok: bool = False
 
 
-async def run_audit(
-    target: str, ca_cert: Path | None, catalog_url: str, step: Callable[[str], None]
-) -> AuditResult:
+async def run_audit(auditor: Caller, step: Callable[[str], None]) -> AuditResult:
     """Summarises the exchanges and verifies the ledger through the auditor's API."""
-    token = issue_token_at(catalog_url, name="demo-auditor", role=Role.AUDITOR)
-    channel = open_channel(target, ca_cert=ca_cert)
-    stub = audit_pb2_grpc.AuditServiceStub(channel)
-    metadata = auth_metadata(token)
+    stub = auditor.audit
     result = AuditResult()
-    try:
-        summary = await stub.SummarizeExchanges(pb.SummarizeExchangesRequest(), metadata=metadata)
-        totals: dict[tuple[str, str], list[int]] = {}
-        for total in summary.totals:
-            pair = totals.setdefault(
-                (total.provider_department, total.receiving_department), [0, 0]
-            )
-            pair[0] += total.batches
-            pair[1] += total.records
-        result.pairs = [
-            f"{provider} -> {receiver}: {records:,} records in {batches:,} "
-            + ("batch" if batches == 1 else "batches")
-            for (provider, receiver), (batches, records) in sorted(totals.items())
-        ]
-        step(f"auditor: {len(result.pairs)} department pairs exchanged records")
-        verified = await stub.VerifyLedger(pb.VerifyLedgerRequest(), metadata=metadata)
-        result.entries = verified.entries
-        result.ok = verified.ok
-        result.verify = (
-            f"OK: {verified.entries:,} entries and {verified.checkpoints:,} signed "
-            + ("checkpoint" if verified.checkpoints == 1 else "checkpoints")
-            + " verify"
-            if verified.ok
-            else f"BROKEN ({verified.problem}) at entry {verified.broken_sequence}: "
-            f"{verified.message}"
-        )
-        step(f"auditor: lijiao audit verify -> {result.verify}")
-    finally:
-        await channel.close()
+    summary = await stub.SummarizeExchanges(pb.SummarizeExchangesRequest())
+    totals: dict[tuple[str, str], list[int]] = {}
+    for total in summary.totals:
+        pair = totals.setdefault((total.provider_department, total.receiving_department), [0, 0])
+        pair[0] += total.batches
+        pair[1] += total.records
+    result.pairs = [
+        f"{provider} -> {receiver}: {records:,} records in {batches:,} "
+        + ("batch" if batches == 1 else "batches")
+        for (provider, receiver), (batches, records) in sorted(totals.items())
+    ]
+    step(f"auditor: {len(result.pairs)} department pairs exchanged records")
+    verified = await stub.VerifyLedger(pb.VerifyLedgerRequest())
+    result.entries = verified.entries
+    result.ok = verified.ok
+    result.verify = (
+        f"OK: {verified.entries:,} entries and {verified.checkpoints:,} signed "
+        + ("checkpoint" if verified.checkpoints == 1 else "checkpoints")
+        + " verify"
+        if verified.ok
+        else f"BROKEN ({verified.problem}) at entry {verified.broken_sequence}: {verified.message}"
+    )
+    step(f"auditor: lijiao audit verify -> {result.verify}")
     return result

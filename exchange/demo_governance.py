@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from adapters.connection import auth_metadata, open_channel
+from adapters.connection import ClientCertificate
 from adapters.subscriber import ReceivedBatch, Subscriber
-from catalog.credentials import issue_token_at
 from catalog.models import Role
 from catalog.v1 import approval_pb2 as ap
-from catalog.v1 import approval_pb2_grpc, catalog_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
+from exchange.demo_pki import Caller, DemoPKI
 
 RESOURCE = "PSB-RESIDENT"
 JINJIANG = "510104"
@@ -54,21 +52,19 @@ class TourResult:
 
 
 async def run_tour(
-    target: str,
-    ca_cert: Path | None,
-    catalog_url: str,
-    admin_token: str,
-    system_tokens: dict[str, str],
+    demo_pki: DemoPKI,
+    admin: Caller,
+    systems: dict[str, ClientCertificate],
     records: int,
     batches: int,
     step: Any,
 ) -> TourResult:
-    """Runs the tour against a gateway holding ``records`` residents in ``batches`` batches."""
+    """Runs the tour against a gateway holding ``records`` residents in ``batches`` batches.
+
+    Each principal calls on its own mutual-TLS channel, known by its certificate.
+    """
     result = TourResult()
-    channel = open_channel(target, ca_cert=ca_cert)
-    approvals = approval_pb2_grpc.ApprovalServiceStub(channel)
-    catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
-    await catalog.CreateDepartment(
+    await admin.catalog.CreateDepartment(
         pb.CreateDepartmentRequest(
             department=pb.Department(
                 code="DATA-BUREAU",
@@ -77,24 +73,16 @@ async def run_tour(
                 region_code="510100",
             )
         ),
-        metadata=auth_metadata(admin_token),
     )
-    wang = auth_metadata(
-        issue_token_at(catalog_url, name="wang", role=Role.DATA_OFFICER, department="PSB")
-    )
-    li = auth_metadata(
-        issue_token_at(catalog_url, name="li", role=Role.DATA_OFFICER, department="SAMR")
-    )
-    zhao = auth_metadata(
-        issue_token_at(
-            catalog_url, name="zhao", role=Role.PLATFORM_OFFICER, department="DATA-BUREAU"
-        )
-    )
+    wang = demo_pki.caller("wang", Role.DATA_OFFICER, department="PSB").approvals
+    li = demo_pki.caller("li", Role.DATA_OFFICER, department="SAMR").approvals
+    zhao = demo_pki.caller("zhao", Role.PLATFORM_OFFICER, department="DATA-BUREAU").approvals
+    jinjiang = demo_pki.caller_with("JINJIANG-GRID", systems["JINJIANG-GRID"]).approvals
     step("data officers wang (PSB), li (SAMR) and platform officer zhao (data bureau)")
 
     result.asked_fields = ["id_number", "name", "phone", "status", "region_code"]
     result.asked_days = 365
-    submitted = await approvals.SubmitAccessRequest(
+    submitted = await li.SubmitAccessRequest(
         ap.SubmitAccessRequestRequest(
             resource=RESOURCE,
             requesting_system="SAMR-LICENCE",
@@ -103,22 +91,19 @@ async def run_tour(
             legal_basis="《市场主体登记管理条例》 Market Entity Registration Regulation, art. 17",
             duration_days=result.asked_days,
         ),
-        metadata=li,
     )
     request_id = submitted.request.id
     step(f"li asks for {RESOURCE} ({', '.join(result.asked_fields)}; 365 days): {request_id}")
-    await approvals.ReviewAccessRequest(
+    await zhao.ReviewAccessRequest(
         ap.ReviewAccessRequestRequest(id=request_id, passed=True, reason="legal basis cited"),
-        metadata=zhao,
     )
-    approved = await approvals.ApproveAccessRequest(
+    approved = await wang.ApproveAccessRequest(
         ap.ApproveAccessRequestRequest(
             id=request_id,
             fields=["id_number", "name", "status"],
             duration_days=180,
             reason="phone numbers are not needed for an identity check",
         ),
-        metadata=wang,
     )
     result.approved_fields = list(approved.grant.fields)
     result.approved_days = approved.request.approved_duration_days
@@ -127,7 +112,7 @@ async def run_tour(
         f" for {result.approved_days} days: grant {approved.grant.id}"
     )
 
-    curious = await approvals.SubmitAccessRequest(
+    curious = await jinjiang.SubmitAccessRequest(
         ap.SubmitAccessRequestRequest(
             resource=RESOURCE,
             requesting_system="JINJIANG-GRID",
@@ -136,22 +121,20 @@ async def run_tour(
             legal_basis="none given",
             duration_days=3650,
         ),
-        metadata=auth_metadata(system_tokens["JINJIANG-GRID"]),
     )
-    await approvals.ReviewAccessRequest(
-        ap.ReviewAccessRequestRequest(id=curious.request.id, passed=True), metadata=zhao
+    await zhao.ReviewAccessRequest(
+        ap.ReviewAccessRequestRequest(id=curious.request.id, passed=True)
     )
-    rejected = await approvals.RejectAccessRequest(
+    rejected = await wang.RejectAccessRequest(
         ap.RejectAccessRequestRequest(
             id=curious.request.id,
             reason="no statutory duty named; resubmit citing the duty the data serves",
         ),
-        metadata=wang,
     )
     result.rejection = rejected.request.decision_reason
     step(f"JINJIANG-GRID's request for all personal fields: rejected ({result.rejection})")
 
-    first = await _receive(target, ca_cert, system_tokens["SAMR-LICENCE"], 1)
+    first = await _receive(demo_pki, systems["SAMR-LICENCE"], 1)
     if first and first[0].records:
         sample = first[0].records[0]
         result.masked_sample = sample
@@ -163,17 +146,16 @@ async def run_tour(
         )
         step(f"SAMR-LICENCE receives masked records, e.g. {sample}")
 
-    await approvals.SetBackflowEligibility(
-        ap.SetBackflowEligibilityRequest(resource=RESOURCE, eligible=True), metadata=wang
+    await wang.SetBackflowEligibility(
+        ap.SetBackflowEligibilityRequest(resource=RESOURCE, eligible=True)
     )
-    await approvals.EnrolBackflow(
+    await zhao.EnrolBackflow(
         ap.EnrolBackflowRequest(
             department="JINJIANG", reason="grid management needs its residents (数据回流)"
         ),
-        metadata=zhao,
     )
     step("wang marks the registry backflow-eligible; zhao enrols Jinjiang district")
-    backflow = await _receive(target, ca_cert, system_tokens["JINJIANG-GRID"], batches)
+    backflow = await _receive(demo_pki, systems["JINJIANG-GRID"], batches)
     rows = [r for b in backflow for r in b.records]
     result.backflow_rows = len(rows)
     result.backflow_foreign_rows = sum(1 for r in rows if r["region_code"] != JINJIANG)
@@ -181,16 +163,22 @@ async def run_tour(
         f"JINJIANG-GRID receives {result.backflow_rows:,} of {records:,} residents by "
         f"proactive backflow, {result.backflow_foreign_rows} outside {JINJIANG}"
     )
-    await channel.close()
     return result
 
 
 async def _receive(
-    target: str, ca_cert: Path | None, token: str, count: int
+    demo_pki: DemoPKI, identity: ClientCertificate, count: int
 ) -> list[ReceivedBatch]:
     """Receives ``count`` deliveries (one per published batch, however many rows it kept)."""
     received: list[ReceivedBatch] = []
-    subscriber = Subscriber(target, token, RESOURCE, ca_cert=ca_cert, subscription="tour")
+    subscriber = Subscriber(
+        demo_pki.target,
+        "",
+        RESOURCE,
+        ca_cert=demo_pki.ca_cert,
+        client_cert=identity,
+        subscription="tour",
+    )
 
     def handle(batch: ReceivedBatch) -> None:
         received.append(batch)

@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from cryptography import x509
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from catalog.credentials import Identity, authenticate_token
+from catalog.credentials import Identity, authenticate_certificate, authenticate_token
 from catalog.errors import (
     ERROR_DOMAIN,
     InvalidArgument,
@@ -36,8 +37,9 @@ from catalog.errors import (
 )
 from catalog.ledger import ACTOR, EntryKind, NewEntry
 from catalog.models import Role
-from exchange import metrics
+from exchange import metrics, pki
 from exchange.audit import LedgerWriter
+from exchange.pki import RevocationList
 
 log = logging.getLogger("lijiao.rpc")
 
@@ -50,22 +52,45 @@ DENIAL_RECORD_SECONDS = 5.0
 
 
 class Authenticator:
-    """Resolves the bearer token of a call to an identity, with a short cache.
+    """Resolves the caller of a call to an identity, with a short cache.
 
-    ``ledger`` (when given) receives an entry for every refused call.
+    With mutual TLS the caller is the verified client certificate: it must not be on
+    the revocation list (re-read when its file changes), and its fingerprint must be a
+    credential of a principal. Bearer tokens are accepted only when ``tokens`` is on
+    (development mode, ``--insecure``). ``ledger`` (when given) receives an entry for
+    every refused call.
     """
 
-    def __init__(self, sessions: Any, ledger: LedgerWriter | None = None) -> None:
+    def __init__(
+        self,
+        sessions: Any,
+        ledger: LedgerWriter | None = None,
+        *,
+        tokens: bool = True,
+        revocations: RevocationList | None = None,
+    ) -> None:
         self._sessions = sessions
         self.ledger = ledger
+        self.tokens = tokens
+        self.revocations = revocations
         self._cache: dict[bytes, tuple[float, Identity]] = {}
 
     def identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         """Returns the caller's identity.
 
         Raises:
-            Unauthenticated: No bearer token, or one the catalog does not know.
+            Unauthenticated: No valid credential: an unknown or revoked certificate, no
+                certificate where one is required, or a bad token.
         """
+        pem = (context.auth_context() or {}).get("x509_pem_cert")
+        if pem:
+            return self._by_certificate(pem[0])
+        if not self.tokens:
+            raise Unauthenticated(
+                Reason.CERTIFICATE_REQUIRED,
+                "this gateway knows callers by their TLS client certificate: connect with "
+                "--client-cert and --client-key (lijiao pki issue makes them)",
+            )
         token = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
@@ -77,13 +102,28 @@ class Authenticator:
                 Reason.UNAUTHENTICATED,
                 "no credential: send 'authorization: Bearer <token>' (see lijiao tokens issue)",
             )
-        key = hashlib.sha256(token.encode()).digest()
+        return self._cached(token.encode(), lambda session: authenticate_token(session, token))
+
+    def _by_certificate(self, pem: bytes) -> Identity:
+        certificate = x509.load_pem_x509_certificate(pem)
+        if self.revocations is not None and self.revocations.is_revoked(certificate):
+            raise Unauthenticated(
+                Reason.CERTIFICATE_REVOKED,
+                f"client certificate {certificate.serial_number:x} is revoked",
+            )
+        fingerprint = pki.fingerprint(certificate)
+        return self._cached(
+            b"cert:" + pem, lambda session: authenticate_certificate(session, fingerprint)
+        )
+
+    def _cached(self, secret: bytes, resolve: Callable[[Any], Identity]) -> Identity:
+        key = hashlib.sha256(secret).digest()
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
         with self._sessions() as session:
-            identity = authenticate_token(session, token)
+            identity = resolve(session)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + _CACHE_SECONDS, identity)

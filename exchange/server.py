@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -45,6 +46,7 @@ from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
 from exchange.exchange_api import ExchangeServicer
 from exchange.log import RecordLog
+from exchange.pki import RevocationList
 from exchange.publishing import Limits, PublishPath
 from exchange.rpc import Authenticator, MalformedRequests
 from exchange.settings import Settings
@@ -195,7 +197,9 @@ def _build_server(
     )
     if count_committed not in ledger.COMMIT_HOOKS:
         ledger.COMMIT_HOOKS.append(count_committed)
-    auth = Authenticator(catalog.sessions, writer)
+    auth = Authenticator(
+        catalog.sessions, writer, tokens=settings.insecure, revocations=_revocations(settings)
+    )
     limits = Limits(
         max_batch_records=settings.max_batch_records,
         max_record_bytes=settings.max_record_bytes,
@@ -247,13 +251,32 @@ def _start_metrics(listen: str) -> Any:
 
 
 def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """Returns TLS credentials, None for an explicit --insecure, or refuses."""
+    """Mutual TLS by default; TLS without client certificates or plaintext only in
+    development mode (``--insecure``, which prints a warning); otherwise refuses."""
     if settings.tls_cert and settings.tls_key:
         try:
             pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+            client_ca = settings.client_ca.read_bytes() if settings.client_ca else None
         except OSError as exc:
             raise ValueError(f"cannot read the TLS files: {exc}") from exc
-        return grpc.ssl_server_credentials([pair])
+        if client_ca is not None and not settings.insecure:
+            return grpc.ssl_server_credentials(
+                [pair], root_certificates=client_ca, require_client_auth=True
+            )
+        if not settings.insecure:
+            raise ValueError(
+                "the gateway requires client certificates: give --client-ca (the deployment "
+                "CA, made by lijiao pki init) or LIJIAO_CLIENT_CA; pass --insecure to accept "
+                "bearer tokens instead, for local development"
+            )
+        print(
+            "WARNING: development mode (--insecure): TLS without client certificates; "
+            "callers are known by bearer tokens",
+            file=sys.stderr,
+        )
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca, require_client_auth=False
+        )
     if settings.insecure:
         print(
             "WARNING: serving without TLS (--insecure): tokens and records travel in plaintext; "
@@ -262,9 +285,24 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         )
         return None
     raise ValueError(
-        "the gateway needs --tls-cert and --tls-key (or LIJIAO_TLS_CERT/LIJIAO_TLS_KEY); "
-        "pass --insecure to serve in plaintext for local development"
+        "the gateway needs --tls-cert, --tls-key and --client-ca (or LIJIAO_TLS_CERT, "
+        "LIJIAO_TLS_KEY, LIJIAO_CLIENT_CA); pass --insecure to serve in plaintext for local "
+        "development"
     )
+
+
+def _revocations(settings: Settings) -> RevocationList | None:
+    """The CRL the gateway honours, checked now so a bad file stops the start."""
+    path = settings.revocation_list
+    if path is None or settings.client_ca is None:
+        return None
+    authorities = x509.load_pem_x509_certificates(settings.client_ca.read_bytes())
+    revocations = RevocationList(path, authorities)
+    try:
+        revocations.is_revoked(authorities[0])
+    except ValueError as exc:
+        raise ValueError(f"cannot use the revocation list: {exc}") from exc
+    return revocations
 
 
 def _lock_data_dir(data_dir: Path) -> TextIO:

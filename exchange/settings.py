@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters.connection import ClientCertificate
 from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
 from catalog.governance import GovernanceRules
 from catalog.keys import key_id_of
@@ -40,7 +41,14 @@ class Settings:
         tls_cert: PEM certificate the gateway serves with.
         tls_key: PEM private key of tls_cert.
         ca_cert: PEM certificate a client trusts for the gateway.
-        insecure: Serve or connect in plaintext (local development only).
+        client_ca: PEM CA certificate(s) the gateway verifies client certificates with
+            (mutual TLS; `lijiao pki init` makes one).
+        crl_file: PEM revocation list the gateway honours (re-read when it changes);
+            default: crl.pem beside client_ca, when there is one.
+        client_cert: PEM client certificate a client presents (mutual TLS).
+        client_key: PEM private key of client_cert.
+        insecure: Development mode: serve or connect in plaintext (or TLS without client
+            certificates) and accept bearer tokens. Prints a warning.
         max_batch_records: Most records one batch may carry.
         max_record_bytes: Largest single encoded record.
         max_message_bytes: Largest gRPC message the gateway accepts.
@@ -74,6 +82,10 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     ca_cert: Path | None = None
+    client_ca: Path | None = None
+    crl_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
     insecure: bool = False
     max_batch_records: int = 10_000
     max_record_bytes: int = 1 << 20
@@ -131,6 +143,27 @@ class Settings:
             archive_dir=self.archive_dir,
             prune=self.ledger_prune,
         )
+
+    def client_certificate(self) -> ClientCertificate | None:
+        """The client certificate a CLI presents, when both files are set.
+
+        Raises:
+            ValueError: Only one of the two is set.
+        """
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("give both --client-cert and --client-key (LIJIAO_CLIENT_CERT/KEY)")
+        if self.client_cert and self.client_key:
+            return ClientCertificate(self.client_cert, self.client_key)
+        return None
+
+    @property
+    def revocation_list(self) -> Path | None:
+        """The CRL file the gateway honours."""
+        if self.crl_file is not None:
+            return self.crl_file
+        if self.client_ca is not None and (self.client_ca.parent / "crl.pem").exists():
+            return self.client_ca.parent / "crl.pem"
+        return None
 
     def trusted_keys(self) -> dict[str, bytes]:
         """The other gateways' checkpoint keys, by key id.

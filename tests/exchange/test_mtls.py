@@ -1,0 +1,240 @@
+"""Mutual TLS: callers are known by their certificates, and only those the catalog binds.
+
+A real gateway serves with a certificate of a test deployment CA and requires client
+certificates of that CA; `lijiao pki` makes and revokes them, as an operator would.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from click.testing import CliRunner
+
+from adapters.connection import ClientCertificate, auth_metadata, open_blocking_channel
+from adapters.errors import error_info
+from catalog.v1 import catalog_pb2 as pb
+from catalog.v1 import catalog_pb2_grpc
+from exchange import pki
+from exchange.cli import main
+from tests.gateway_harness import RunningGateway
+
+
+@dataclass
+class Deployment:
+    ca: pki.Authority
+    gateway: RunningGateway
+    folder: Path
+
+    def issue(self, *args: str) -> ClientCertificate:
+        """Runs `lijiao pki issue` against the gateway's catalog."""
+        out = self.folder / "clients"
+        result = CliRunner().invoke(
+            main,
+            [
+                "pki",
+                "issue",
+                "--dir",
+                str(self.ca.folder),
+                "--out",
+                str(out),
+                "--data-dir",
+                str(self.gateway.data_dir),
+                *args,
+            ],
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        name = (
+            args[args.index("--system") + 1]
+            if "--system" in args
+            else args[args.index("--name") + 1]
+        )
+        return ClientCertificate(out / f"{name}-cert.pem", out / f"{name}-key.pem")
+
+    def call(
+        self, identity: ClientCertificate | None, token: str = "", ca: Path | None = None
+    ) -> Any:
+        channel = open_blocking_channel(
+            self.gateway.target, ca_cert=ca or self.ca.folder / pki.CA_CERT, client_cert=identity
+        )
+        with channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            return stub.ListDepartments(
+                pb.ListDepartmentsRequest(), metadata=auth_metadata(token), timeout=10
+            )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    ca = pki.Authority.create(tmp_path / "ca", "test CA")
+    cert, key, _ = ca.issue(tmp_path / "tls", "localhost", server_names=("localhost", "127.0.0.1"))
+    gateway = RunningGateway(
+        tmp_path / "gw",
+        insecure=False,
+        tls_cert=cert,
+        tls_key=key,
+        client_ca=ca.folder / pki.CA_CERT,
+    )
+    try:
+        yield Deployment(ca, gateway, tmp_path)
+    finally:
+        gateway.stop()
+
+
+def refused(call: Any) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value
+
+
+def test_a_bound_certificate_is_the_callers_identity(deployment: Deployment) -> None:
+    ops = deployment.issue("--role", "administrator", "--name", "ops")
+    assert deployment.call(ops).departments == []
+    # the key is private to its owner; the certificate names the principal
+    assert ops.key.stat().st_mode & 0o077 == 0
+    assert (
+        "CN=ops"
+        in pki.x509.load_pem_x509_certificate(ops.cert.read_bytes()).subject.rfc4514_string()
+    )
+
+
+def test_plaintext_and_certificate_less_connections_are_refused(deployment: Deployment) -> None:
+    target = deployment.gateway.target
+    with open_blocking_channel(target, insecure=True, quiet=True) as plain:
+        error = refused(
+            lambda: catalog_pb2_grpc.CatalogServiceStub(plain).ListDepartments(
+                pb.ListDepartmentsRequest(), timeout=5
+            )
+        )
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    # TLS, but no client certificate: the handshake fails, a token does not help
+    error = refused(lambda: deployment.call(None, token=deployment.gateway.admin_token))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_certificate_of_another_ca_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    other = pki.Authority.create(tmp_path / "other-ca", "someone else")
+    cert, key, _ = other.issue(tmp_path / "other", "ops")
+    error = refused(lambda: deployment.call(ClientCertificate(cert, key)))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_expired_certificate_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=10)
+    cert, key, _ = deployment.ca.issue(tmp_path / "old", "ops", days=1, not_before=long_ago)
+    error = refused(lambda: deployment.call(ClientCertificate(cert, key)))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_certificate_not_bound_to_a_principal_is_refused(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    cert, key, _ = deployment.ca.issue(tmp_path / "loose", "ops")  # issued, never registered
+    error = refused(lambda: deployment.call(ClientCertificate(cert, key)))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(error)[0] == "UNKNOWN_CERTIFICATE"
+
+
+def test_a_revoked_certificate_is_refused_within_seconds_without_a_restart(
+    deployment: Deployment,
+) -> None:
+    ops = deployment.issue("--role", "administrator", "--name", "ops")
+    deployment.call(ops)
+    result = CliRunner().invoke(
+        main,
+        [
+            "pki",
+            "revoke",
+            "--dir",
+            str(deployment.ca.folder),
+            str(ops.cert),
+            "--data-dir",
+            str(deployment.gateway.data_dir),
+        ],
+    )
+    assert result.exit_code == 0 and "revoked certificate" in result.output
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            deployment.call(ops)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert error_info(error)[0] == "CERTIFICATE_REVOKED"
+            break
+        assert time.monotonic() < deadline, "the revoked certificate is still accepted"
+        time.sleep(0.1)
+
+
+def test_a_certificate_revoked_only_in_the_catalog_is_refused_too(deployment: Deployment) -> None:
+    ops = deployment.issue("--role", "administrator", "--name", "ops")
+    from catalog.credentials import revoke_certificate
+    from catalog.db import close_catalog, open_catalog
+
+    sessions = open_catalog(deployment.gateway.settings.catalog_url)
+    with sessions() as session:
+        fingerprint = pki.fingerprint_of_pem(ops.cert.read_bytes())
+        assert revoke_certificate(session, fingerprint)
+    close_catalog(sessions)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            deployment.call(ops)
+        except grpc.RpcError as error:
+            assert error_info(error)[0] == "CERTIFICATE_REVOKED"
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_a_forged_crl_stops_nothing_and_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    """A revocation list not signed by the trusted CA does not silently apply."""
+    other = pki.Authority.create(tmp_path / "other-ca", "someone else")
+    (deployment.ca.folder / pki.CRL).write_bytes((other.folder / pki.CRL).read_bytes())
+    ops_cert, ops_key, _ = deployment.ca.issue(tmp_path / "x", "ops")
+    error = refused(lambda: deployment.call(ClientCertificate(ops_cert, ops_key)))
+    assert error.code() == grpc.StatusCode.INTERNAL  # loud, and the call is not served
+
+
+def test_the_gateway_will_not_start_without_a_client_ca(tmp_path: Path) -> None:
+    ca = pki.Authority.create(tmp_path / "ca", "test CA")
+    cert, key, _ = ca.issue(tmp_path / "tls", "localhost", server_names=("127.0.0.1",))
+    with pytest.raises(ValueError, match="requires client certificates"):
+        RunningGateway(tmp_path / "gw", insecure=False, tls_cert=cert, tls_key=key)
+
+
+def test_pki_init_refuses_to_overwrite_a_ca(tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["pki", "init", "--dir", str(tmp_path / "ca")])
+    assert first.exit_code == 0 and "--client-ca" in first.output
+    assert (tmp_path / "ca" / pki.CA_KEY).stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(main, ["pki", "init", "--dir", str(tmp_path / "ca")])
+    assert again.exit_code == 1 and "already holds a CA" in again.output
+
+
+def test_an_external_certificate_is_bound_with_register(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    cert, key, _ = deployment.ca.issue(tmp_path / "ext", "shen")
+    result = CliRunner().invoke(
+        main,
+        [
+            "pki",
+            "register",
+            str(cert),
+            "--role",
+            "auditor",
+            "--name",
+            "shen",
+            "--data-dir",
+            str(deployment.gateway.data_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    deployment.call(ClientCertificate(cert, key))
