@@ -34,6 +34,23 @@ def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
     return "", {}
 
 
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """Seconds the gateway asks to wait before trying again (``google.rpc.RetryInfo``),
+    or None when the refusal carries no such hint."""
+    if error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
+        return None
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        return None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            return float(retry.retry_delay.ToNanoseconds()) / 1e9
+    return None
+
+
 class GatewayRefusal(Exception):
     """The gateway refused a request, or could not be reached within the retry budget.
 

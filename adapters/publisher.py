@@ -31,7 +31,7 @@ from adapters.connection import (
     auth_metadata,
     open_channel,
 )
-from adapters.errors import RETRYABLE, GatewayRefusal
+from adapters.errors import RETRYABLE, GatewayRefusal, retry_delay
 from catalog import schemas
 from exchange.envelope import digest_of_batch
 from exchange.signing import Signer
@@ -71,6 +71,9 @@ def encode_records(
         schemaless_writer(buffer, schema.parsed, record)
         out.append(buffer.getvalue())
     return out
+
+
+MAX_RETRY_DELAY = 30.0  # seconds; a longer hint is capped
 
 
 class Publisher:
@@ -225,7 +228,10 @@ class Publisher:
                     self._backoff.succeeded()
                 await call
             except grpc.aio.AioRpcError as error:
-                if error.code() not in RETRYABLE:
+                delay = retry_delay(error)
+                if delay is not None:  # over the rate limit: slow down, resend, no refusal
+                    await asyncio.sleep(min(delay, MAX_RETRY_DELAY))
+                elif error.code() not in RETRYABLE:
                     self._refuse(error)
                 elif not await self._backoff.failed():
                     self._fail_all(error)

@@ -25,11 +25,13 @@ class LijiaoError(Exception):
         metadata: Mapping[str, str] | None = None,
         *,
         code: grpc.StatusCode | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.metadata = dict(metadata or {})
+        self.retry_after = retry_after  # seconds; sent as google.rpc.RetryInfo
         if code is not None:
             self.code = code
 

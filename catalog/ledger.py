@@ -80,6 +80,7 @@ class EntryKind(enum.StrEnum):
     DELIVERY = "DELIVERY"  # a batch delivered and acknowledged
     DENIAL = "DENIAL"  # a refused call
     LEDGER = "LEDGER"  # the ledger's own housekeeping (pruning)
+    ANOMALY = "ANOMALY"  # something to look at: a publisher's sequence gap or regression
 
 
 class LedgerEntry(Base):

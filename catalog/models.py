@@ -196,6 +196,7 @@ class SigningKey(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoke_reason: Mapped[str] = mapped_column(Text, default="")
 
     system: Mapped[System] = relationship(back_populates="signing_keys")
 

@@ -251,6 +251,51 @@ class Catalog:
             self._commit(session, f"system {code!r} (or its signing key)")
             return self.system(session, code)
 
+    def add_signing_key(self, actor: Identity, system_code: str, public_key: bytes) -> System:
+        """Registers another signing key of a system (administrators)."""
+        _require(actor, Role.ADMINISTRATOR)
+        if len(public_key) != 32:
+            raise InvalidArgument(
+                Reason.INVALID_FIELD,
+                f"an Ed25519 public key has 32 bytes, got {len(public_key)}",
+                {"field": "public_key"},
+            )
+        with self.sessions() as session:
+            row = self.system(session, system_code)
+            row.signing_keys.append(SigningKey(key_id=key_id_of(public_key), public_key=public_key))
+            self._commit(session, f"signing key {key_id_of(public_key)}")
+            return self.system(session, system_code)
+
+    def revoke_signing_key(
+        self,
+        actor: Identity,
+        system_code: str,
+        key_id: str,
+        reason: str,
+        at: datetime | None = None,
+    ) -> System:
+        """Revokes a system's key from ``at`` (default now) on, with a reason (administrators).
+
+        A key already revoked keeps its earlier time unless ``at`` is earlier still.
+        """
+        _require(actor, Role.ADMINISTRATOR)
+        reason = validation.text("reason", reason, limit=2000)
+        with self.sessions() as session:
+            row = self.system(session, system_code)
+            key = next((k for k in row.signing_keys if k.key_id == key_id), None)
+            if key is None:
+                raise NotFound(
+                    Reason.UNKNOWN_SIGNING_KEY,
+                    f"system {system_code} has no signing key {key_id!r}",
+                    {"key_id": key_id[:32]},
+                )
+            when = at or utcnow()
+            if key.revoked_at is None or when < key.revoked_at:
+                key.revoked_at = when
+                key.revoke_reason = reason
+            session.commit()
+            return self.system(session, system_code)
+
     def system(self, session: Session, code: str) -> System:
         """Returns a system or raises NotFound."""
         row = session.scalar(select(System).where(System.code == code))

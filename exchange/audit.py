@@ -62,6 +62,16 @@ class _Job:
     future: concurrent.futures.Future[Any]
 
 
+def _settle(future: concurrent.futures.Future[Any], outcome: Any) -> None:
+    """Completes a future unless its waiter cancelled it."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class LedgerWriter:
     """Appends entries from one thread; entries queued during a commit go in the next."""
 
@@ -88,7 +98,10 @@ class LedgerWriter:
     def call(self, fn: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
         """Runs ``fn`` in its own transaction on the writer thread, in queue order."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put(_Job(None, fn, future))
+        if self._closed:
+            future.set_exception(RuntimeError("the ledger writer is closed"))
+        else:
+            self._jobs.put(_Job(None, fn, future))
         return future
 
     async def flush(self) -> None:
@@ -119,9 +132,13 @@ class LedgerWriter:
                     stopping = True
                     break
                 group.append(more)
-            self._run(group)
+            try:
+                self._run(group)
+            except Exception:  # the writer must outlive any one group
+                log.exception("ledger writer: a group failed")
 
     def _run(self, group: list[_Job]) -> None:
+        # A waiter may have given up (its future is cancelled); the entries still commit.
         appends = [job for job in group if job.entries is not None]
         if appends:
             entries = [entry for job in appends for entry in job.entries or ()]
@@ -130,18 +147,18 @@ class LedgerWriter:
             except Exception as exc:
                 log.exception("could not append %d ledger entries", len(entries))
                 for job in appends:
-                    job.future.set_exception(exc)
+                    _settle(job.future, exc)
             else:
                 count_committed(Counter(entry.kind.value for entry in entries))
                 for job in appends:
-                    job.future.set_result(head)
+                    _settle(job.future, head)
         for job in group:
             if job.call is None:
                 continue
             try:
-                job.future.set_result(self._with_retries(job.call))
+                _settle(job.future, self._with_retries(job.call))
             except Exception as exc:
-                job.future.set_exception(exc)
+                _settle(job.future, exc)
 
     def _with_retries(self, fn: Callable[[Connection], T]) -> T:
         for attempt in range(RETRIES):

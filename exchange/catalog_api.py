@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,6 +13,7 @@ from catalog import models, service
 from catalog.compatibility import CompatibilityMode
 from catalog.credentials import Identity
 from catalog.errors import InvalidArgument, Reason
+from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
 from exchange.rpc import Authenticator, unary
@@ -68,6 +70,7 @@ def system_message(row: models.System) -> pb.System:
                 public_key=k.public_key,
                 create_time=timestamp(k.created_at),
                 revoke_time=timestamp(k.revoked_at),
+                revoke_reason=k.revoke_reason,
             )
             for k in row.signing_keys
         ],
@@ -160,9 +163,15 @@ def grant_message(row: models.Grant) -> pb.Grant:
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     """Binds :class:`catalog.service.Catalog` to the wire."""
 
-    def __init__(self, auth: Authenticator, catalog: service.Catalog) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        catalog: service.Catalog,
+        keys_changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.auth = auth
         self.catalog = catalog
+        self.keys_changed = keys_changed  # a revocation applies on this gateway at once
 
     @unary()
     async def CreateDepartment(
@@ -217,6 +226,25 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             identity, code=s.code, name=s.name, department=s.department, public_key=key
         )
         return pb.CreateSystemResponse(system=system_message(row))
+
+    @unary(Role.ADMINISTRATOR)
+    async def AddSigningKey(
+        self, request: pb.AddSigningKeyRequest, identity: Identity, context: Any
+    ) -> pb.AddSigningKeyResponse:
+        row = self.catalog.add_signing_key(identity, request.system, request.public_key)
+        self.keys_changed()
+        return pb.AddSigningKeyResponse(system=system_message(row))
+
+    @unary(Role.ADMINISTRATOR)
+    async def RevokeSigningKey(
+        self, request: pb.RevokeSigningKeyRequest, identity: Identity, context: Any
+    ) -> pb.RevokeSigningKeyResponse:
+        at = request.revoke_time.ToDatetime(UTC) if request.HasField("revoke_time") else None
+        row = self.catalog.revoke_signing_key(
+            identity, request.system, request.key_id, request.reason, at
+        )
+        self.keys_changed()
+        return pb.RevokeSigningKeyResponse(system=system_message(row))
 
     @unary()
     async def GetSystem(

@@ -39,13 +39,21 @@ class ResourceView:
 
 
 @dataclass(frozen=True)
+class KeyView:
+    """A signing key: its raw public key, and from when it is revoked (if it is)."""
+
+    public_key: bytes
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
 class SystemView:
     """A system as the exchange paths see it."""
 
     code: str
     department: str
     active: bool
-    keys: dict[str, bytes]
+    keys: dict[str, KeyView]
 
 
 @dataclass(frozen=True)
@@ -114,20 +122,18 @@ class CatalogView:
         return self._resources.get_or_load(code, load)
 
     def system(self, code: str) -> SystemView:
-        """Returns a system with its valid signing keys, or raises NotFound."""
+        """Returns a system with its signing keys (revoked ones too), or raises NotFound."""
 
         def load() -> SystemView:
             with self.catalog.sessions() as session:
                 row = session.scalar(select(System).where(System.code == code))
                 if row is None:
                     raise NotFound(Reason.UNKNOWN_SYSTEM, f"no system with code {code!r}")
-                now = utcnow()
                 keys = {
-                    k.key_id: k.public_key
+                    k.key_id: KeyView(k.public_key, k.revoked_at)
                     for k in session.scalars(
                         select(SigningKey).where(SigningKey.system_id == row.id)
                     )
-                    if k.revoked_at is None or k.revoked_at > now
                 }
                 return SystemView(
                     row.code, row.department.code, row.status is SystemStatus.ACTIVE, keys
@@ -173,6 +179,10 @@ class CatalogView:
     def forget_resource(self, code: str) -> None:
         """Drops one cached resource (its field tags changed with a new schema version)."""
         self._resources.pop(code, None)
+
+    def forget_systems(self) -> None:
+        """Drops the cached systems (after a key was added or revoked on this gateway)."""
+        self._systems.clear()
 
     def forget_grants(self) -> None:
         """Drops cached grants and resources: a revocation takes effect at once."""

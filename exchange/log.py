@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_by_publisher_id ON batches (publisher, batch_id);
 CREATE INDEX IF NOT EXISTS batches_by_resource ON batches (resource, position);
+CREATE INDEX IF NOT EXISTS batches_by_sequence ON batches (publisher, resource, sequence);
 CREATE TABLE IF NOT EXISTS cursors (
     system       TEXT    NOT NULL,
     resource     TEXT    NOT NULL,
@@ -297,6 +298,18 @@ class RecordLog:
             "FROM batches WHERE resource = ? AND position > ? ORDER BY position LIMIT ?",
             (resource, position, limit),
         ).fetchall()
+
+    async def last_sequence(self, publisher: str, resource: str, before: int) -> int | None:
+        """The highest sequence a publisher used for a resource in batches before a position."""
+        row = await self._run(
+            self._reader,
+            lambda: self._read_conn.execute(
+                "SELECT MAX(sequence) FROM batches WHERE publisher = ? AND resource = ? "
+                "AND position < ?",
+                (publisher, resource, before),
+            ).fetchone(),
+        )
+        return None if row is None or row[0] is None else int(row[0])
 
     async def cursor(self, system: str, resource: str, subscription: str) -> int:
         """Returns the last acknowledged position of a subscription (0 when new)."""

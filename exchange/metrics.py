@@ -64,6 +64,12 @@ SIGNATURE_FAILURES = Counter(
     "Batches whose publisher signature did not verify, by the publisher's department.",
     ["department"],
 )
+SEQUENCE_ANOMALIES = Counter(
+    "lijiao_sequence_anomalies_total",
+    "Stored batches whose sequence number skipped ahead (gap) or went back (regression) "
+    "after the publisher's previous batch of the resource.",
+    ["department", "kind"],
+)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 PUBLISH_DURABLE_SECONDS = Histogram(
     "lijiao_publish_to_durable_seconds",

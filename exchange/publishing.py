@@ -15,6 +15,7 @@ import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastavro import schemaless_reader
@@ -35,6 +36,7 @@ from exchange import metrics, signing
 from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView
 from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
+from exchange.limits import TokenBuckets
 from exchange.log import NewBatch, RecordLog
 from exchange.v1 import exchange_pb2
 
@@ -47,12 +49,14 @@ PIPELINE_BYTES = 64 << 20  # ... and their payload bytes: small batches pipeline
 
 
 @dataclass(frozen=True)
-class Limits:
+class BatchLimits:
     """Size limits of a batch."""
 
     max_batch_records: int = 10_000
     max_record_bytes: int = 1 << 20
     max_batch_bytes: int = 32 << 20
+    max_clock_skew_seconds: float = 300.0  # how far ahead a batch's create_time may be
+    max_batch_age_seconds: float = 7 * 86_400.0  # how old it may be (an outbox after an outage)
 
 
 def decode_records(records: Any, parsed_schema: Any) -> list[Any]:
@@ -77,16 +81,27 @@ def decode_records(records: Any, parsed_schema: Any) -> list[Any]:
     return out
 
 
+def _ns(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000) * 1000
+
+
 class PublishPath:
     """Verifies, validates and stores batches for one gateway."""
 
     def __init__(
-        self, view: CatalogView, log: RecordLog, limits: Limits, ledger: LedgerWriter
+        self,
+        view: CatalogView,
+        log: RecordLog,
+        limits: BatchLimits,
+        ledger: LedgerWriter,
+        rate: TokenBuckets | None = None,
     ) -> None:
         self.view = view
         self.log = log
         self.limits = limits
         self.ledger = ledger
+        self.rate = rate  # records per second per principal
+        self._sequences: dict[tuple[str, str], int] = {}
 
     def entry_of(
         self, batch: NewBatch, position: int, stored_ns: int, signed: Any = None
@@ -169,6 +184,28 @@ class PublishPath:
             )
         return size
 
+    def _check_time(self, batch: exchange_pb2.RecordBatch, created: int) -> None:
+        """Refuses a batch created too far in the future or too long ago (replays)."""
+        now = time.time_ns()
+        ahead = (created - now) / 1e9
+        if ahead > self.limits.max_clock_skew_seconds:
+            raise InvalidArgument(
+                Reason.CLOCK_SKEW,
+                f"batch.create_time is {ahead:.0f} s ahead of the gateway's clock; at most "
+                f"{self.limits.max_clock_skew_seconds:.0f} s are allowed: check the "
+                "publisher's clock (NTP)",
+                {"limit_seconds": str(int(self.limits.max_clock_skew_seconds))},
+            )
+        age = (now - created) / 1e9
+        if age > self.limits.max_batch_age_seconds:
+            raise InvalidArgument(
+                Reason.CLOCK_SKEW,
+                f"batch.create_time is {age:.0f} s old; batches older than "
+                f"{self.limits.max_batch_age_seconds:.0f} s are refused as replays: sign "
+                "the records again in a new batch",
+                {"limit_seconds": str(int(self.limits.max_batch_age_seconds))},
+            )
+
     def verify(
         self, identity: Identity, batch: exchange_pb2.RecordBatch
     ) -> tuple[bytes, int, schemas.ParsedSchema]:
@@ -189,15 +226,24 @@ class PublishPath:
         if not system.active:
             raise PermissionDenied(Reason.SYSTEM_SUSPENDED, f"system {system.code} is suspended")
         parsed = self.view.schema(resource.code, batch.schema_fingerprint)
-        public_key = system.keys.get(batch.signing_key_id)
-        if public_key is None:
+        key = system.keys.get(batch.signing_key_id)
+        if key is None:
             raise FailedPrecondition(
                 Reason.UNKNOWN_SIGNING_KEY,
-                f"signing key {batch.signing_key_id!r} is not a valid key of {system.code}",
+                f"signing key {batch.signing_key_id!r} is not a key of {system.code}",
+                {"key_id": batch.signing_key_id[:32]},
+            )
+        created = batch.create_time.ToNanoseconds()
+        self._check_time(batch, created)
+        if key.revoked_at is not None and created >= _ns(key.revoked_at):
+            raise PermissionDenied(
+                Reason.KEY_REVOKED,
+                f"signing key {batch.signing_key_id} of {system.code} is revoked since "
+                f"{key.revoked_at.isoformat()}; the batch was created after that",
                 {"key_id": batch.signing_key_id},
             )
         digest = digest_of_batch(batch)
-        if not signing.verify(public_key, digest, batch.signature):
+        if not signing.verify(key.public_key, digest, batch.signature):
             metrics.SIGNATURE_FAILURES.labels(system.department).inc()
             raise InvalidArgument(
                 Reason.BAD_SIGNATURE,
@@ -217,6 +263,8 @@ class PublishPath:
         """
         received = time.time_ns()
         try:
+            if self.rate is not None:
+                self.rate.take(identity.name, len(batch.records))
             digest, size, parsed = self.verify(identity, batch)
             decode_records(batch.records, parsed.parsed)
         except LijiaoError as refusal:
@@ -235,10 +283,11 @@ class PublishPath:
             received_ns=received,
             payload=payload,
         )
-        return asyncio.ensure_future(self._append(entry, batch))
+        previous = await self._follows(entry.publisher, entry.resource, entry.sequence)
+        return asyncio.ensure_future(self._append(entry, batch, previous))
 
     async def _append(
-        self, entry: NewBatch, batch: exchange_pb2.RecordBatch
+        self, entry: NewBatch, batch: exchange_pb2.RecordBatch, previous: int | None
     ) -> exchange_pb2.PublishResponse:
         appended = await self.log.append(entry)
         if appended.duplicate:
@@ -246,7 +295,12 @@ class PublishPath:
         else:
             metrics.PUBLISH_DURABLE_SECONDS.observe((appended.stored_ns - entry.received_ns) / 1e9)
             recorded = self.entry_of(entry, appended.position, appended.stored_ns, batch)
-            await self.ledger.record([recorded])
+            entries = [recorded]
+            if previous is not None:
+                entries.append(
+                    self._anomaly(entry, appended.position, recorded.department, previous)
+                )
+            await self.ledger.record(entries)
             metrics.published(
                 recorded.department, entry.resource, entry.record_count, entry.byte_count
             )
@@ -257,6 +311,48 @@ class PublishPath:
             offset=appended.position,
             duplicate=appended.duplicate,
             durable_time=durable,
+        )
+
+    async def _follows(self, publisher: str, resource: str, sequence: int) -> int | None:
+        """The publisher's previous sequence for the resource when this one does not
+        follow it (a gap or a regression), else None. Runs in a stream's order, before
+        the append; the anomaly is reported only if the batch is not a duplicate.
+        """
+        key = (publisher, resource)
+        if key not in self._sequences:
+            last = await self.log.last_sequence(publisher, resource, MAX_SEQUENCE)
+            self._sequences[key] = -1 if last is None else last
+        previous = self._sequences[key]
+        self._sequences[key] = max(previous, sequence)
+        if previous < 0 or sequence == previous + 1:
+            return None
+        return previous
+
+    @staticmethod
+    def _anomaly(batch: NewBatch, position: int, department: str, previous: int) -> NewEntry:
+        """Reports a gap or a regression in a publisher's sequence for a resource.
+
+        Not a refusal: the signature already binds the sequence, a restarted publisher
+        legitimately skips ahead, and a regression may be a second publisher instance.
+        The auditor decides; the ledger and a metric tell.
+        """
+        kind = "gap" if batch.sequence > previous else "regression"
+        metrics.SEQUENCE_ANOMALIES.labels(department, kind).inc()
+        return NewEntry(
+            EntryKind.ANOMALY,
+            f"sequence.{kind}",
+            principal=batch.publisher,
+            department=department,
+            provider=department,
+            system=batch.publisher,
+            resource=batch.resource,
+            subject=batch.batch_id,
+            position=position,
+            details={
+                "previous_sequence": previous,
+                "sequence": batch.sequence,
+                "missing": max(0, batch.sequence - previous - 1),
+            },
         )
 
     async def serve(

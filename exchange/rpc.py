@@ -39,6 +39,7 @@ from catalog.ledger import ACTOR, EntryKind, NewEntry
 from catalog.models import Role
 from exchange import metrics, pki
 from exchange.audit import LedgerWriter
+from exchange.limits import Limits
 from exchange.pki import RevocationList
 
 log = logging.getLogger("lijiao.rpc")
@@ -49,6 +50,17 @@ Resp = TypeVar("Resp")
 
 _CACHE_SECONDS = 5.0
 DENIAL_RECORD_SECONDS = 5.0
+# Refusals a flood produces; each caller gets at most one ledger entry a second for them.
+_FLOOD_REASONS = frozenset(
+    {
+        Reason.RATE_LIMITED,
+        Reason.TOO_MANY_STREAMS,
+        Reason.UNAUTHENTICATED,
+        Reason.CERTIFICATE_REQUIRED,
+        Reason.UNKNOWN_CERTIFICATE,
+        Reason.MALFORMED_MESSAGE,
+    }
+)
 
 
 class Authenticator:
@@ -68,12 +80,32 @@ class Authenticator:
         *,
         tokens: bool = True,
         revocations: RevocationList | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._sessions = sessions
         self.ledger = ledger
         self.tokens = tokens
         self.revocations = revocations
+        self.limits = limits or Limits.none()
         self._cache: dict[bytes, tuple[float, Identity]] = {}
+        self._denials: dict[tuple[str, str], list[float]] = {}
+
+    def denial_to_record(self, who: str, reason: str) -> int | None:
+        """Throttles ledger entries of floods: at most one entry per second for each
+        caller and reason among the reasons a flood produces. Returns how many denials
+        the entry stands for (more than 1 after suppressed ones), or None to skip it."""
+        if reason not in _FLOOD_REASONS:
+            return 1
+        now = time.monotonic()
+        key = (who, reason)
+        window = self._denials.get(key)
+        if window is None or now - window[0] >= 1.0:
+            if len(self._denials) > 10_000:
+                self._denials.clear()
+            self._denials[key] = [now, 0.0]
+            return 1 + int(window[1]) if window is not None else 1
+        window[1] += 1
+        return None
 
     def identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         """Returns the caller's identity.
@@ -137,13 +169,22 @@ def status_of(error: LijiaoError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    if error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(error.retry_after * 1e9))
+        hint = any_pb2.Any()
+        hint.Pack(retry)
+        details.append(hint)
     return rpc_status.to_status(
-        status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+        status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
     )
 
 
-def denial_entry(error: LijiaoError, identity: Identity | None, method: str, peer: str) -> NewEntry:
-    """The ledger entry of a refused call."""
+def denial_entry(
+    error: LijiaoError, identity: Identity | None, method: str, peer: str, count: int = 1
+) -> NewEntry:
+    """The ledger entry of a refused call (``count`` > 1: it stands for that many)."""
     details = dict(error.metadata)
     return NewEntry(
         EntryKind.DENIAL,
@@ -161,6 +202,7 @@ def denial_entry(error: LijiaoError, identity: Identity | None, method: str, pee
             "metadata": details,
             "peer": peer,
             "outcome": "REFUSED",
+            "count": count,
         },
     )
 
@@ -175,8 +217,11 @@ async def abort(
     """Counts and records a refusal, then ends the call with its status."""
     metrics.REJECTIONS.labels(error.reason).inc()
     log.info("refused %s: %s", error.reason, error.message)
-    if auth is not None and auth.ledger is not None:
-        entry = denial_entry(error, identity, method, context.peer() or "")
+    peer = context.peer() or ""
+    who = identity.name if identity is not None else peer
+    count = auth.denial_to_record(who, error.reason) if auth is not None else None
+    if auth is not None and auth.ledger is not None and count is not None:
+        entry = denial_entry(error, identity, method, peer, count)
         try:
             await asyncio.wait_for(auth.ledger.record([entry]), DENIAL_RECORD_SECONDS)
         except Exception:
@@ -222,6 +267,7 @@ def unary(
             try:
                 identity = auth.identify(context)
                 _check_role(identity, roles)
+                auth.limits.calls.take(identity.name)
                 with acting_as(identity):
                     return await fn(self, request, identity, context)
             except LijiaoError as error:
@@ -256,8 +302,10 @@ def streaming(
             try:
                 identity = auth.identify(context)
                 _check_role(identity, roles)
-                async for response in fn(self, requests, identity, context):
-                    yield response
+                auth.limits.calls.take(identity.name)
+                with auth.limits.streams.open(identity.name):
+                    async for response in fn(self, requests, identity, context):
+                        yield response
             except LijiaoError as error:
                 await abort(context, error, auth, identity, _method(self, fn))
             except grpc.aio.AbortError:

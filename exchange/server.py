@@ -45,9 +45,10 @@ from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
 from exchange.exchange_api import ExchangeServicer
+from exchange.limits import Limits
 from exchange.log import RecordLog
 from exchange.pki import RevocationList
-from exchange.publishing import Limits, PublishPath
+from exchange.publishing import BatchLimits, PublishPath
 from exchange.rpc import Authenticator, MalformedRequests
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
@@ -197,13 +198,26 @@ def _build_server(
     )
     if count_committed not in ledger.COMMIT_HOOKS:
         ledger.COMMIT_HOOKS.append(count_committed)
-    auth = Authenticator(
-        catalog.sessions, writer, tokens=settings.insecure, revocations=_revocations(settings)
+    limits = Limits.of(
+        settings.rate_limit_calls_per_second,
+        settings.rate_limit_call_burst,
+        settings.rate_limit_records_per_second,
+        settings.rate_limit_record_burst,
+        settings.max_streams_per_principal,
     )
-    limits = Limits(
+    auth = Authenticator(
+        catalog.sessions,
+        writer,
+        tokens=settings.insecure,
+        revocations=_revocations(settings),
+        limits=limits,
+    )
+    sizes = BatchLimits(
         max_batch_records=settings.max_batch_records,
         max_record_bytes=settings.max_record_bytes,
         max_batch_bytes=settings.max_message_bytes // 2,
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        max_batch_age_seconds=settings.max_batch_age_seconds,
     )
     server = grpc.aio.server(
         interceptors=[MalformedRequests(auth)],
@@ -217,14 +231,16 @@ def _build_server(
             ("grpc.http2.max_pings_without_data", 0),
         ],
     )
-    publish = PublishPath(view, record_log, limits, writer)
+    publish = PublishPath(view, record_log, sizes, writer, limits.records)
     delivery = DeliveryPath(
         view, record_log, signer, settings.ack_timeout_seconds, writer, settings.mask_policy()
     )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
         ExchangeServicer(auth, publish, delivery, signer), server
     )
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(auth, catalog), server)
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+        CatalogServicer(auth, catalog, view.forget_systems), server
+    )
     approval_pb2_grpc.add_ApprovalServiceServicer_to_server(
         ApprovalServicer(auth, governance), server
     )

@@ -71,6 +71,15 @@ class Settings:
             (comma-separated PEM files, or hex/base64 keys).
         metrics_resource_labels: Label publish and delivery metrics by resource; turn off
             when the catalog is large, to bound the number of series.
+        max_clock_skew_seconds: How far ahead of the gateway's clock a batch's
+            create_time may be.
+        max_batch_age_seconds: How old a batch's create_time may be (older: a replay).
+        max_streams_per_principal: Concurrent Publish/Subscribe/Export streams of one
+            principal (0: no limit).
+        rate_limit_calls_per_second: Calls one principal may make per second (0: no limit).
+        rate_limit_call_burst: Calls one principal may make at once.
+        rate_limit_records_per_second: Records one principal may publish per second.
+        rate_limit_record_burst: Records one principal may publish at once.
     """
 
     data_dir: Path = Path("lijiao-data")
@@ -105,6 +114,13 @@ class Settings:
     ledger_archive_dir: Path | None = None
     trusted_gateway_keys: str = ""
     metrics_resource_labels: bool = True
+    max_clock_skew_seconds: float = 300.0
+    max_batch_age_seconds: float = 7 * 86_400.0
+    max_streams_per_principal: int = 64
+    rate_limit_calls_per_second: float = 100.0
+    rate_limit_call_burst: int = 200
+    rate_limit_records_per_second: float = 200_000.0
+    rate_limit_record_burst: int = 400_000
 
     def governance_rules(self) -> GovernanceRules:
         """The workflow settings.

@@ -125,16 +125,18 @@ class Department(_message.Message):
     def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., level: _Optional[_Union[AdministrativeLevel, str]] = ..., region_code: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SigningKey(_message.Message):
-    __slots__ = ("key_id", "public_key", "create_time", "revoke_time")
+    __slots__ = ("key_id", "public_key", "create_time", "revoke_time", "revoke_reason")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_REASON_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     public_key: bytes
     create_time: _timestamp_pb2.Timestamp
     revoke_time: _timestamp_pb2.Timestamp
-    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    revoke_reason: str
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_reason: _Optional[str] = ...) -> None: ...
 
 class System(_message.Message):
     __slots__ = ("code", "name", "department", "status", "signing_keys", "create_time")
@@ -471,3 +473,35 @@ class ListGrantsResponse(_message.Message):
     grants: _containers.RepeatedCompositeFieldContainer[Grant]
     next_page_token: str
     def __init__(self, grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AddSigningKeyRequest(_message.Message):
+    __slots__ = ("system", "public_key")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    public_key: bytes
+    def __init__(self, system: _Optional[str] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
+class AddSigningKeyResponse(_message.Message):
+    __slots__ = ("system",)
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    system: System
+    def __init__(self, system: _Optional[_Union[System, _Mapping]] = ...) -> None: ...
+
+class RevokeSigningKeyRequest(_message.Message):
+    __slots__ = ("system", "key_id", "revoke_time", "reason")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    key_id: str
+    revoke_time: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, system: _Optional[str] = ..., key_id: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeSigningKeyResponse(_message.Message):
+    __slots__ = ("system",)
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    system: System
+    def __init__(self, system: _Optional[_Union[System, _Mapping]] = ...) -> None: ...

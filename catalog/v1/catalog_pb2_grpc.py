@@ -67,6 +67,16 @@ class CatalogServiceStub:
                 request_serializer=catalog_dot_v1_dot_catalog__pb2.ListSystemsRequest.SerializeToString,
                 response_deserializer=catalog_dot_v1_dot_catalog__pb2.ListSystemsResponse.FromString,
                 _registered_method=True)
+        self.AddSigningKey = channel.unary_unary(
+                '/catalog.v1.CatalogService/AddSigningKey',
+                request_serializer=catalog_dot_v1_dot_catalog__pb2.AddSigningKeyRequest.SerializeToString,
+                response_deserializer=catalog_dot_v1_dot_catalog__pb2.AddSigningKeyResponse.FromString,
+                _registered_method=True)
+        self.RevokeSigningKey = channel.unary_unary(
+                '/catalog.v1.CatalogService/RevokeSigningKey',
+                request_serializer=catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyRequest.SerializeToString,
+                response_deserializer=catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyResponse.FromString,
+                _registered_method=True)
         self.CreateResource = channel.unary_unary(
                 '/catalog.v1.CatalogService/CreateResource',
                 request_serializer=catalog_dot_v1_dot_catalog__pb2.CreateResourceRequest.SerializeToString,
@@ -157,6 +167,24 @@ class CatalogServiceServicer:
 
     def ListSystems(self, request, context):
         """ListSystems pages through systems, optionally of one department.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSigningKey(self, request, context):
+        """AddSigningKey registers another signing key of a system (administrators). To rotate
+        a key: add the new one, switch the publisher to it, then revoke the old one from a
+        time that leaves an overlap for batches still in flight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSigningKey(self, request, context):
+        """RevokeSigningKey revokes a system's key from a time on (default: now), with a
+        reason (administrators). Batches created at or after that time with the key are
+        refused (KEY_REVOKED); batches created before it are still accepted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -259,6 +287,16 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ListSystems,
                     request_deserializer=catalog_dot_v1_dot_catalog__pb2.ListSystemsRequest.FromString,
                     response_serializer=catalog_dot_v1_dot_catalog__pb2.ListSystemsResponse.SerializeToString,
+            ),
+            'AddSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSigningKey,
+                    request_deserializer=catalog_dot_v1_dot_catalog__pb2.AddSigningKeyRequest.FromString,
+                    response_serializer=catalog_dot_v1_dot_catalog__pb2.AddSigningKeyResponse.SerializeToString,
+            ),
+            'RevokeSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSigningKey,
+                    request_deserializer=catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyRequest.FromString,
+                    response_serializer=catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyResponse.SerializeToString,
             ),
             'CreateResource': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateResource,
@@ -471,6 +509,60 @@ class CatalogService:
             '/catalog.v1.CatalogService/ListSystems',
             catalog_dot_v1_dot_catalog__pb2.ListSystemsRequest.SerializeToString,
             catalog_dot_v1_dot_catalog__pb2.ListSystemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/catalog.v1.CatalogService/AddSigningKey',
+            catalog_dot_v1_dot_catalog__pb2.AddSigningKeyRequest.SerializeToString,
+            catalog_dot_v1_dot_catalog__pb2.AddSigningKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/catalog.v1.CatalogService/RevokeSigningKey',
+            catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyRequest.SerializeToString,
+            catalog_dot_v1_dot_catalog__pb2.RevokeSigningKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
