@@ -7,6 +7,7 @@ from typing import Any
 from catalog import models
 from catalog.credentials import Identity
 from catalog.governance import Governance
+from catalog.models import Role
 from catalog.v1 import approval_pb2 as pb
 from catalog.v1 import approval_pb2_grpc, catalog_pb2
 from exchange import metrics
@@ -115,7 +116,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
     def _request(self, row: models.AccessRequest) -> pb.AccessRequest:
         return request_message(row, self.governance)
 
-    @unary()
+    @unary(Role.SYSTEM, Role.DATA_OFFICER)
     async def SubmitAccessRequest(
         self, request: pb.SubmitAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.SubmitAccessRequestResponse:
@@ -131,7 +132,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         )
         return pb.SubmitAccessRequestResponse(request=self._request(row))
 
-    @unary()
+    @unary(Role.SYSTEM, Role.DATA_OFFICER)
     async def SubmitBackflowRequest(
         self, request: pb.SubmitBackflowRequestRequest, identity: Identity, context: Any
     ) -> pb.SubmitBackflowRequestResponse:
@@ -171,7 +172,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
             requests=[self._request(r) for r in page.items], next_page_token=page.next_page_token
         )
 
-    @unary()
+    @unary(Role.PLATFORM_OFFICER)
     async def ReviewAccessRequest(
         self, request: pb.ReviewAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.ReviewAccessRequestResponse:
@@ -179,7 +180,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         _count_decision(row)
         return pb.ReviewAccessRequestResponse(request=self._request(row))
 
-    @unary()
+    @unary(Role.DATA_OFFICER)
     async def ApproveAccessRequest(
         self, request: pb.ApproveAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.ApproveAccessRequestResponse:
@@ -197,7 +198,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
             request=self._request(row), grant=grant_message(grant)
         )
 
-    @unary()
+    @unary(Role.DATA_OFFICER, Role.PLATFORM_OFFICER)
     async def RejectAccessRequest(
         self, request: pb.RejectAccessRequestRequest, identity: Identity, context: Any
     ) -> pb.RejectAccessRequestResponse:
@@ -205,14 +206,14 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         _count_decision(row)
         return pb.RejectAccessRequestResponse(request=self._request(row))
 
-    @unary()
+    @unary(Role.DATA_OFFICER, Role.ADMINISTRATOR)
     async def RevokeGrant(
         self, request: pb.RevokeGrantRequest, identity: Identity, context: Any
     ) -> pb.RevokeGrantResponse:
         grant = self.governance.revoke_grant(identity, request.id, request.reason)
         return pb.RevokeGrantResponse(grant=grant_message(grant))
 
-    @unary()
+    @unary(Role.DATA_OFFICER, Role.ADMINISTRATOR)
     async def SetBackflowEligibility(
         self, request: pb.SetBackflowEligibilityRequest, identity: Identity, context: Any
     ) -> pb.SetBackflowEligibilityResponse:
@@ -220,14 +221,14 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         resource = self.governance.catalog.get_resource(request.resource)
         return pb.SetBackflowEligibilityResponse(resource=resource_message(resource))
 
-    @unary()
+    @unary(Role.PLATFORM_OFFICER)
     async def EnrolBackflow(
         self, request: pb.EnrolBackflowRequest, identity: Identity, context: Any
     ) -> pb.EnrolBackflowResponse:
         row = self.governance.enrol(identity, request.department, request.reason)
         return pb.EnrolBackflowResponse(enrolment=enrolment_message(row))
 
-    @unary()
+    @unary(Role.PLATFORM_OFFICER)
     async def WithdrawBackflow(
         self, request: pb.WithdrawBackflowRequest, identity: Identity, context: Any
     ) -> pb.WithdrawBackflowResponse:
@@ -241,7 +242,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         rows = self.governance.enrolments(request.include_withdrawn)
         return pb.ListBackflowEnrolmentsResponse(enrolments=[enrolment_message(r) for r in rows])
 
-    @unary()
+    @unary(Role.SYSTEM, Role.DATA_OFFICER)
     async def FlagRecord(
         self, request: pb.FlagRecordRequest, identity: Identity, context: Any
     ) -> pb.FlagRecordResponse:
@@ -254,7 +255,7 @@ class ApprovalServicer(approval_pb2_grpc.ApprovalServiceServicer):
         )
         return pb.FlagRecordResponse(correction=correction_message(row))
 
-    @unary()
+    @unary(Role.DATA_OFFICER)
     async def AnswerCorrection(
         self, request: pb.AnswerCorrectionRequest, identity: Identity, context: Any
     ) -> pb.AnswerCorrectionResponse:

@@ -173,7 +173,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self.catalog = catalog
         self.keys_changed = keys_changed  # a revocation applies on this gateway at once
 
-    @unary()
+    @unary(Role.ADMINISTRATOR)
     async def CreateDepartment(
         self, request: pb.CreateDepartmentRequest, identity: Identity, context: Any
     ) -> pb.CreateDepartmentResponse:
@@ -210,7 +210,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    @unary()
+    @unary(Role.ADMINISTRATOR)
     async def CreateSystem(
         self, request: pb.CreateSystemRequest, identity: Identity, context: Any
     ) -> pb.CreateSystemResponse:
@@ -261,7 +261,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             systems=[system_message(r) for r in page.items], next_page_token=page.next_page_token
         )
 
-    @unary()
+    @unary(Role.ADMINISTRATOR, Role.DATA_OFFICER)
     async def CreateResource(
         self, request: pb.CreateResourceRequest, identity: Identity, context: Any
     ) -> pb.CreateResourceResponse:
@@ -327,7 +327,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    @unary()
+    @unary(Role.ADMINISTRATOR, Role.DATA_OFFICER)
     async def CreateSchema(
         self, request: pb.CreateSchemaRequest, identity: Identity, context: Any
     ) -> pb.CreateSchemaResponse:
@@ -355,7 +355,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             next_page_token=page.next_page_token,
         )
 
-    @unary()
+    @unary(Role.ADMINISTRATOR)
     async def CreateGrant(
         self, request: pb.CreateGrantRequest, identity: Identity, context: Any
     ) -> pb.CreateGrantResponse:

@@ -423,6 +423,43 @@ def systems_add(console: _Console, **system: Any) -> None:
     console.show("CreateSystem", request, "system")
 
 
+@systems.command("add-key")
+@click.argument("system")
+@click.option("--public-key", required=True, type=_PUBLIC_KEY, help=_KEY_HELP)
+@_catalog_command
+def systems_add_key(console: _Console, system: str, public_key: Any) -> None:
+    """Registers another signing key of SYSTEM (administrators): the first step of a
+    rotation. Batches signed with any of its valid keys are accepted."""
+    request = catalog_pb2.AddSigningKeyRequest(system=system, public_key=public_key[0].public_key)
+    console.show("AddSigningKey", request, "system")
+
+
+@systems.command("revoke-key")
+@click.argument("system")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (kept with the key and in the ledger).")
+@click.option(
+    "--at",
+    "revoke_time",
+    type=_TIME,
+    help="Revoke from this time (ISO 8601; default now). A later time leaves an overlap "
+    "for batches still in an adapter's outbox.",
+)
+@_catalog_command
+def systems_revoke_key(
+    console: _Console, system: str, key_id: str, reason: str, revoke_time: Any
+) -> None:
+    """Revokes signing key KEY_ID of SYSTEM (administrators).
+
+    Batches created at or after the revocation time with this key are refused
+    (KEY_REVOKED); batches created before it still pass.
+    """
+    request = catalog_pb2.RevokeSigningKeyRequest(system=system, key_id=key_id, reason=reason)
+    if revoke_time is not None:
+        request.revoke_time.FromDatetime(revoke_time)
+    console.show("RevokeSigningKey", request, "system")
+
+
 resources = _entries(
     "resources",
     "Resources of the catalog (政务数据资源目录).",

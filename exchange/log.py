@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 
 
+# Pragmas take no bound parameters: the two allowed statements are spelled out.
+_SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
+
+
 @dataclass(frozen=True)
 class NewBatch:
     """A verified, validated batch ready to append.
@@ -164,7 +168,7 @@ class RecordLog:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(_SYNCHRONOUS[self._synchronous])
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
 

@@ -246,6 +246,7 @@ def _check_role(identity: Identity, roles: tuple[Role, ...]) -> None:
         raise PermissionDenied(
             Reason.ROLE_NOT_ALLOWED,
             f"{identity.name} has role {identity.role.value}; this call needs {allowed}",
+            {"allowed_roles": ",".join(r.value for r in roles)},
         )
 
 
