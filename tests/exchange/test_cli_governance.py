@@ -241,8 +241,9 @@ def test_backflow_eligibility_enrolment_and_withdrawal(city: City) -> None:
     assert "ask one of them" in refused.stderr
 
     not_platform = city.run("wang", "backflow", "enrol", "JINJIANG", "--reason", "x")
-    assert "PERMISSION_DENIED ROLE_NOT_ALLOWED: only platform data officers may enrol" in (
-        not_platform.stderr
+    assert (
+        "PERMISSION_DENIED ROLE_NOT_ALLOWED: wang has role DATA_OFFICER; this call needs "
+        "PLATFORM_OFFICER [allowed_roles=PLATFORM_OFFICER]" in not_platform.stderr
     )
     city_level = city.run("zhao", "backflow", "enrol", "PSB", "--reason", "x")
     assert "PSB is city-level; only districts and towns are enrolled" in city_level.stderr
