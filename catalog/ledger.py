@@ -360,6 +360,12 @@ def checkpoint(conn: Connection, signer: CheckpointSigner, *, anchor: bool = Fal
     return sequence
 
 
+def hash_at(conn: Connection, sequence: int) -> bytes | None:
+    """The stored hash of entry ``sequence`` (None when there is no such entry)."""
+    found = conn.execute(select(_entries.c.hash).where(_entries.c.sequence == sequence)).scalar()
+    return None if found is None else bytes(found)
+
+
 def _sign_checkpoint(
     conn: Connection, signer: CheckpointSigner, sequence: int, head_hash: bytes, anchor: bool
 ) -> None:
@@ -517,6 +523,7 @@ def verify(
     sessions: sessionmaker[Session],
     trusted: Mapping[str, bytes],
     *,
+    witness: tuple[int, bytes] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Verification:
     """Walks the whole chain and every checkpoint; stops at the first broken link.
@@ -524,22 +531,36 @@ def verify(
     Args:
         sessions: The catalog database.
         trusted: Gateway public keys by key id; checkpoints signed by others fail.
+        witness: (sequence, hash) of the newest checkpoint this gateway signed, kept
+            outside the database: deleting checkpoints and rewriting the chain under
+            them is then detected too.
         progress: Called with the sequence reached, every 10,000 entries.
     """
     with sessions() as session:
+        # Checkpoints first, then the head, then entries up to that head: whatever is
+        # appended meanwhile is the next run's, and every checkpoint read points at or
+        # below the head (a checkpoint past it means the tail was cut off).
+        checkpoints: dict[int, list[Any]] = {}
+        for cp in session.execute(select(_checkpoints).order_by(_checkpoints.c.id)):
+            checkpoints.setdefault(int(cp.sequence), []).append(cp)
         head = session.get(LedgerHead, 1)
         head_sequence = head.sequence if head else 0
         head_hash = bytes(head.hash) if head else GENESIS
         anchor = head.anchor_sequence if head else 0
         previous = bytes(head.anchor_hash) if head else GENESIS
-        checkpoints: dict[int, list[Any]] = {}
-        for cp in session.execute(select(_checkpoints).order_by(_checkpoints.c.id)):
-            checkpoints.setdefault(int(cp.sequence), []).append(cp)
         entries = 0
         signed = 0
         newest_checkpoint = 0
         expected = anchor + 1
+        witnessed: bytes | None = None
         try:
+            if witness is not None and witness[0] > head_sequence:
+                raise _Broken(
+                    Problem.MISSING,
+                    head_sequence + 1,
+                    f"this gateway signed a checkpoint at entry {witness[0]}, but the ledger "
+                    f"ends at {head_sequence}: entries and checkpoints were deleted",
+                )
             if anchor:
                 anchors = [cp for cp in checkpoints.get(anchor, []) if cp.anchor]
                 if not anchors:
@@ -560,11 +581,15 @@ def verify(
                         f"entry {sequence} is missing: a signed checkpoint covers it, yet the "
                         f"ledger starts after entry {anchor}",
                     )
-            query = select(_entries).where(_entries.c.sequence > anchor)
+            query = select(_entries).where(
+                _entries.c.sequence > anchor, _entries.c.sequence <= head_sequence
+            )
             query = query.order_by(_entries.c.sequence)
             for row in session.execute(query.execution_options(yield_per=2000)):
                 _check_entry(row, expected, previous)
                 previous = bytes(row.hash)
+                if witness is not None and int(row.sequence) == witness[0]:
+                    witnessed = previous
                 for cp in checkpoints.pop(int(row.sequence), []):
                     _check_checkpoint(cp, trusted, previous)
                     signed += 1
@@ -594,6 +619,14 @@ def verify(
                     Problem.HEAD_MISMATCH,
                     head_sequence,
                     "the ledger head's hash differs from the last entry's",
+                )
+            if witness is not None and witness[0] > anchor and witnessed != witness[1]:
+                raise _Broken(
+                    Problem.BAD_CHECKPOINT,
+                    witness[0],
+                    f"the chain's hash at entry {witness[0]} differs from the checkpoint this "
+                    "gateway signed there (its own record, kept outside the database): the "
+                    "entries and their checkpoints were rewritten",
                 )
         except _Broken as broken:
             return Verification(

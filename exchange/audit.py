@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -242,14 +243,24 @@ def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], str]:
         try:
             with partial.open("wb") as out:
                 partial.chmod(0o600)
-                ledger_files.write_avro(watched(), out)
+                total = ledger_files.write_avro(watched(), out)
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+        with partial.open("rb") as written:
+            count, problem = ledger_files.verify_records(ledger_files.read_avro(written))
+        if problem or count != total:
+            partial.unlink()
+            raise LedgerTampered(f"the archive does not verify: {problem or 'entries missing'}")
         name = f"ledger-{seen['first']:012d}-{through:012d}-{seen['newest']:%Y%m%d}.avro"
         partial.rename(directory / name)
+        folder = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the new name survives a power cut before the rows go
+        finally:
+            os.close(folder)
         return name
 
     return archive
@@ -278,6 +289,7 @@ class AuditSettings:
     personal_retention_days: int
     archive_dir: Path
     prune: bool
+    witness_file: Path | None = None  # the newest checkpoint signed, outside the database
 
 
 class AuditTasks:
@@ -332,17 +344,61 @@ class AuditTasks:
                 log.exception("audit task %s failed", getattr(action, "__name__", action))
             await asyncio.sleep(interval)
 
+    def witness(self) -> tuple[int, bytes] | None:
+        """The newest checkpoint this gateway signed, from its file (None before any)."""
+        path = self.settings.witness_file
+        if path is None or not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return int(data["sequence"]), bytes.fromhex(data["hash"])
+
+    def _write_witness(self, sequence: int, head_hash: bytes) -> None:
+        path = self.settings.witness_file
+        if path is None:
+            return
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("w") as out:
+            json.dump({"sequence": sequence, "hash": head_hash.hex(), "time": time.time()}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(path)
+
     def checkpoint(self) -> int:
-        """Signs the chain head now, unless a checkpoint covers it; returns its sequence."""
-        sequence: int = self.writer.call(lambda conn: ledger.checkpoint(conn, self.signer)).result()
-        if sequence:
+        """Signs the chain head now, unless a checkpoint covers it; returns its sequence.
+
+        Refuses to sign when the entry of the previous checkpoint no longer has the hash
+        this gateway signed there: signing would bless a rewritten chain.
+        """
+        witness = self.witness()
+
+        def sign(conn: Connection) -> tuple[int, bytes | None]:
+            if (
+                witness is not None
+                and ledger.head(self.sessions)[1] < witness[0]
+                and ledger.hash_at(conn, witness[0]) != witness[1]
+            ):
+                raise LedgerTampered(
+                    f"entry {witness[0]} no longer has the hash this gateway signed; "
+                    "not signing a new checkpoint over a rewritten ledger"
+                )
+            sequence = ledger.checkpoint(conn, self.signer)
+            return sequence, ledger.hash_at(conn, sequence) if sequence else None
+
+        try:
+            sequence, head_hash = self.writer.call(sign).result(timeout=60)
+        except LedgerTampered as exc:
+            metrics.LEDGER_VERIFICATION_OK.set(0)
+            log.error("ledger checkpoint refused: %s", exc)
+            raise
+        if sequence and head_hash is not None:
+            self._write_witness(sequence, head_hash)
             metrics.LEDGER_LAST_CHECKPOINT.set(time.time())
         return sequence
 
     def verify(self) -> ledger.Verification:
         """Verifies the whole ledger and publishes the result as metrics."""
         with self._verify_lock:
-            result = ledger.verify(self.sessions, self.trusted)
+            result = ledger.verify(self.sessions, self.trusted, witness=self.witness())
         self.last = result
         metrics.LEDGER_VERIFICATION_OK.set(1 if result.ok else 0)
         metrics.LEDGER_LAST_VERIFICATION.set(time.time())
@@ -351,8 +407,15 @@ class AuditTasks:
         return result
 
     def prune(self, now: datetime | None = None) -> ledger.Pruned | None:
-        """Applies retention (see :func:`apply_retention`)."""
-        return apply_retention(self.sessions, self.signer, self.settings, now)
+        """Applies retention (see :func:`apply_retention`), never during a verification."""
+        with self._verify_lock:
+            return apply_retention(
+                self.sessions, self.signer, self.settings, now, self.trusted, self.witness()
+            )
+
+
+class LedgerTampered(Exception):
+    """The ledger failed verification: nothing is signed or pruned over it."""
 
 
 def apply_retention(
@@ -360,8 +423,21 @@ def apply_retention(
     signer: Signer,
     settings: AuditSettings,
     now: datetime | None = None,
+    trusted: Mapping[str, bytes] | None = None,
+    witness: tuple[int, bytes] | None = None,
 ) -> ledger.Pruned | None:
-    """Archives and deletes entries past retention; deletes archives past theirs."""
+    """Archives and deletes entries past retention; deletes archives past theirs.
+
+    The whole ledger is verified first: pruning a tampered range would hide it.
+
+    Raises:
+        LedgerTampered: Verification failed; nothing was archived or deleted.
+    """
+    keys = dict(trusted or {signer.key_id: signer.public_key})
+    checked = ledger.verify(sessions, keys, witness=witness)
+    if not checked.ok:
+        metrics.LEDGER_VERIFICATION_OK.set(0)
+        raise LedgerTampered(f"not pruning a ledger that fails verification: {checked.message}")
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.retention_days)
     pruned = ledger.prune(sessions, signer, cutoff, archive_to(settings.archive_dir))

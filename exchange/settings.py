@@ -158,6 +158,7 @@ class Settings:
             personal_retention_days=self.personal_data_retention_days,
             archive_dir=self.archive_dir,
             prune=self.ledger_prune,
+            witness_file=self.data_dir / "ledger-witness.json",
         )
 
     def client_certificate(self) -> ClientCertificate | None:

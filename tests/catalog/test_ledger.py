@@ -428,3 +428,61 @@ def test_an_archive_is_complete_or_absent(tmp_path: Path, book: Book) -> None:
     with pytest.raises(OSError, match="disk full"):
         archive(failing(), 2, ledger.GENESIS)
     assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_checkpoints_deleted_and_the_chain_rewritten_are_caught_by_the_gateways_witness(
+    book: Book,
+) -> None:
+    """An intruder in the database deletes every checkpoint and recomputes every hash:
+    the checkpoints cannot tell any more, the gateway's own record (kept outside the
+    database) still does."""
+    filled(book)
+    witness = (10, bytes(book.rows()[9].hash))
+    book.sql("DELETE FROM ledger_checkpoints")
+    previous = ledger.GENESIS
+    for row in book.rows():
+        content = row.content.replace('"bytes":400', '"bytes":1')
+        digest = ledger.hashlib.sha256(content.encode()).digest()
+        current = ledger.chain_hash(previous, row.sequence, digest)
+        book.sql(
+            "UPDATE ledger_entries SET content = ?, bytes = ?, content_digest = ?, "
+            "previous_hash = ?, hash = ? WHERE sequence = ?",
+            content,
+            1 if row.bytes == 400 else row.bytes,
+            digest,
+            previous,
+            current,
+            row.sequence,
+        )
+        previous = current
+    book.sql("UPDATE ledger_head SET hash = ?", previous)
+    assert book.verify().ok  # without the witness, a perfect forgery
+    result = ledger.verify(book.sessions, book.trusted, witness=witness)
+    assert (result.problem, result.sequence) == (Problem.BAD_CHECKPOINT, 10)
+    assert "outside the database" in result.message
+
+
+def test_the_tail_cut_below_the_gateways_witness_is_detected(book: Book) -> None:
+    filled(book)
+    witness = (10, bytes(book.rows()[9].hash))
+    row = book.rows()[6]
+    book.sql("DELETE FROM ledger_checkpoints")
+    book.sql("DELETE FROM ledger_entries WHERE sequence > 7")
+    book.sql("UPDATE ledger_head SET sequence = 7, hash = ?", bytes(row.hash))
+    assert book.verify().ok
+    result = ledger.verify(book.sessions, book.trusted, witness=witness)
+    assert (result.ok, result.problem) == (False, Problem.MISSING)
+
+
+def test_pruning_refuses_a_ledger_that_does_not_verify(book: Book, tmp_path: Path) -> None:
+    from exchange.audit import LedgerTampered
+
+    book.append(*(delivery(i, time=old(400)) for i in range(4)))
+    book.append(delivery(9, time=old(1)))
+    book.sql(
+        "UPDATE ledger_entries SET content = replace(content, 'CIVIL', 'X') WHERE sequence = 2"
+    )
+    audit = Settings.load({"data_dir": tmp_path / "gw"}, env={}).audit()
+    with pytest.raises(LedgerTampered, match="entry 2 was modified"):
+        apply_retention(book.sessions, book.signer, audit)
+    assert len(book.rows()) == 5 and not audit.archive_dir.exists()

@@ -404,3 +404,22 @@ def test_a_stop_signs_a_checkpoint_of_the_head(world: World) -> None:
     sessions = world.gateway.gateway.catalog.sessions  # type: ignore[union-attr]
     head, _ = ledger.head(sessions)
     assert ledger.last_checkpoint(sessions).sequence == head
+
+
+def test_the_gateway_will_not_sign_over_a_rewritten_ledger(world: World, auditor: Auditor) -> None:
+    from exchange.audit import LedgerTampered
+
+    publish_batches(world, 2)
+    audit = world.gateway.gateway.audit  # type: ignore[union-attr]
+    signed = audit.checkpoint()
+    assert audit.witness() is not None and audit.witness()[0] == signed  # type: ignore[index]
+    conn = sqlite3.connect(world.gateway.data_dir / "catalog.db")
+    with conn:
+        conn.execute("DELETE FROM ledger_checkpoints")
+        conn.execute("UPDATE ledger_entries SET hash = zeroblob(32) WHERE sequence = ?", (signed,))
+    conn.close()
+    publish_batches(world, 1, start=5)
+    with pytest.raises(LedgerTampered):
+        audit.checkpoint()
+    result = auditor.call("VerifyLedger", pb.VerifyLedgerRequest())
+    assert not result.ok
