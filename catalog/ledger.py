@@ -793,15 +793,16 @@ def prune(
     sessions: sessionmaker[Session],
     signer: CheckpointSigner,
     cutoff: datetime,
-    archive: Callable[[Iterable[Any], int, bytes], str],
+    archive: Callable[[Iterable[Any], int, bytes], tuple[str, str]],
     *,
     principal: str = "gateway",
 ) -> Pruned | None:
     """Deletes the entries older than ``cutoff`` after archiving them.
 
     ``archive(rows, through, previous_hash)`` must write the rows durably and return
-    where; only then are they deleted, in one transaction that signs an anchor
-    checkpoint at the last deleted entry and appends a ``ledger.pruned`` entry.
+    where, with the file's SHA-256. Only then are they deleted, in one transaction that
+    signs an anchor checkpoint at the last deleted entry and appends a ``ledger.pruned``
+    entry naming the archive and its SHA-256.
     """
     with sessions() as session:
         head_row = session.get(LedgerHead, 1)
@@ -831,7 +832,7 @@ def prune(
     where = EntryFilter(after_sequence=anchor)
     with contextlib.closing(iterate(sessions, where)) as everything:
         rows = itertools.takewhile(lambda r: r.sequence <= through, everything)
-        location = archive(rows, through, anchor_hash)
+        location, archive_sha256 = archive(rows, through, anchor_hash)
     engine = sessions.kw["bind"]
     with engine.begin() as conn:
         _lock_head(conn)
@@ -863,6 +864,7 @@ def prune(
                         "through": through,
                         "entries": deleted,
                         "archive": location,
+                        "archive_sha256": archive_sha256,
                         "cutoff": cutoff,
                     },
                 )

@@ -57,8 +57,14 @@ def to_record(row: Any) -> dict[str, Any]:
     return out
 
 
-def write_avro(rows: Iterable[Any], out: IO[bytes], *, sync_interval: int = 64_000) -> int:
-    """Writes rows as an Avro object container file; returns how many were written."""
+def write_avro(
+    rows: Iterable[Any], out: IO[bytes], *, sync_interval: int = 64_000, filtered: bool = False
+) -> int:
+    """Writes rows as an Avro object container file; returns how many were written.
+
+    ``filtered``: the rows are a selection, not a run of consecutive entries (the file
+    says so, and its verification then checks each entry on its own).
+    """
     count = 0
     rows = iter(rows)
     first = next(rows, None)
@@ -76,7 +82,10 @@ def write_avro(rows: Iterable[Any], out: IO[bytes], *, sync_interval: int = 64_0
         records(),
         codec="deflate",
         sync_interval=sync_interval,
-        metadata={"lijiao.previous_hash": previous.hex()},
+        metadata={
+            "lijiao.previous_hash": previous.hex(),
+            "lijiao.filtered": "true" if filtered else "false",
+        },
     )
     return count
 
@@ -99,8 +108,19 @@ def read_avro(source: IO[bytes]) -> Iterator[dict[str, Any]]:
     yield from reader(source)  # type: ignore[misc]
 
 
-def verify_records(records: Iterable[dict[str, Any]]) -> tuple[int, str]:
-    """Checks an exported run of consecutive entries on its own.
+def verify_file(source: IO[bytes]) -> tuple[int, str, bool]:
+    """Verifies an Avro export or archive; returns (entries, problem, filtered)."""
+    avro = reader(source)
+    filtered = avro.metadata.get("lijiao.filtered") == "true"
+    count, problem = verify_records(avro, consecutive=not filtered)  # type: ignore[arg-type]
+    return count, problem, filtered
+
+
+def verify_records(
+    records: Iterable[dict[str, Any]], *, consecutive: bool = True
+) -> tuple[int, str]:
+    """Checks exported entries on their own: each entry's digest and hash, and, for a
+    run of consecutive entries, each link to the one before.
 
     Returns:
         How many entries verified, and a message naming the first broken one ('' if none).
@@ -110,6 +130,8 @@ def verify_records(records: Iterable[dict[str, Any]]) -> tuple[int, str]:
     count = 0
     for record in records:
         sequence = record["sequence"]
+        if not consecutive:
+            previous, expected = None, None
         if expected is not None and sequence != expected:
             return count, f"entry {expected} is missing from the export (it jumps to {sequence})"
         digest = hashlib.sha256(record["content"].encode()).digest()

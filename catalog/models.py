@@ -197,6 +197,7 @@ class SigningKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revoke_reason: Mapped[str] = mapped_column(Text, default="")
+    compromised: Mapped[bool] = mapped_column(default=False)
 
     system: Mapped[System] = relationship(back_populates="signing_keys")
 

@@ -273,10 +273,13 @@ class Catalog:
         key_id: str,
         reason: str,
         at: datetime | None = None,
+        compromised: bool = False,
     ) -> System:
         """Revokes a system's key from ``at`` (default now) on, with a reason (administrators).
 
         A key already revoked keeps its earlier time unless ``at`` is earlier still.
+        ``compromised``: the key leaked, so batches received after ``at`` are refused
+        whatever creation time they claim.
         """
         _require(actor, Role.ADMINISTRATOR)
         reason = validation.text("reason", reason, limit=2000)
@@ -293,6 +296,7 @@ class Catalog:
             if key.revoked_at is None or when < key.revoked_at:
                 key.revoked_at = when
                 key.revoke_reason = reason
+            key.compromised = key.compromised or compromised
             session.commit()
             return self.system(session, system_code)
 

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -221,14 +222,14 @@ def reconcile(
 _ARCHIVE_NAME = re.compile(r"ledger-(\d+)-(\d+)-(\d{8})\.avro")
 
 
-def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], str]:
+def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], tuple[str, str]]:
     """An archiver for :func:`catalog.ledger.prune` writing Avro files into ``directory``.
 
     Each file is written to a temporary name, fsynced and renamed, so a file with a
     final name is complete.
     """
 
-    def archive(rows: Iterable[Any], through: int, _previous: bytes) -> str:
+    def archive(rows: Iterable[Any], through: int, _previous: bytes) -> tuple[str, str]:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         seen = {"first": through, "newest": datetime.min.replace(tzinfo=UTC)}
 
@@ -255,13 +256,14 @@ def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], str]:
             partial.unlink()
             raise LedgerTampered(f"the archive does not verify: {problem or 'entries missing'}")
         name = f"ledger-{seen['first']:012d}-{through:012d}-{seen['newest']:%Y%m%d}.avro"
+        digest = hashlib.sha256(partial.read_bytes()).hexdigest()
         partial.rename(directory / name)
         folder = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(folder)  # the new name survives a power cut before the rows go
         finally:
             os.close(folder)
-        return name
+        return name, digest
 
     return archive
 

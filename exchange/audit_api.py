@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import tempfile
 import zoneinfo
@@ -261,9 +262,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         # Written to a temporary file first: an export of months is disk, not memory.
         with tempfile.TemporaryFile() as spool:
             rows = ledger.iterate(self.sessions, where)
-            count = await asyncio.to_thread(
-                ledger_files.write_jsonl if jsonl else ledger_files.write_avro, rows, spool
-            )
+            filtered = request.HasField("filter") and request.filter != pb.LedgerFilter()
+            if jsonl:
+                count = await asyncio.to_thread(ledger_files.write_jsonl, rows, spool)
+            else:
+                count = await asyncio.to_thread(
+                    functools.partial(ledger_files.write_avro, filtered=filtered), rows, spool
+                )
             spool.seek(0)
             while chunk := spool.read(CHUNK_BYTES):
                 yield pb.ExportLedgerResponse(chunk=chunk, entries=count)

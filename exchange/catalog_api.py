@@ -71,6 +71,7 @@ def system_message(row: models.System) -> pb.System:
                 create_time=timestamp(k.created_at),
                 revoke_time=timestamp(k.revoked_at),
                 revoke_reason=k.revoke_reason,
+                compromised=k.compromised,
             )
             for k in row.signing_keys
         ],
@@ -241,7 +242,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.RevokeSigningKeyResponse:
         at = request.revoke_time.ToDatetime(UTC) if request.HasField("revoke_time") else None
         row = self.catalog.revoke_signing_key(
-            identity, request.system, request.key_id, request.reason, at
+            identity, request.system, request.key_id, request.reason, at, request.compromised
         )
         self.keys_changed()
         return pb.RevokeSigningKeyResponse(system=system_message(row))

@@ -44,6 +44,7 @@ class KeyView:
 
     public_key: bytes
     revoked_at: datetime | None
+    compromised: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class CatalogView:
                 if row is None:
                     raise NotFound(Reason.UNKNOWN_SYSTEM, f"no system with code {code!r}")
                 keys = {
-                    k.key_id: KeyView(k.public_key, k.revoked_at)
+                    k.key_id: KeyView(k.public_key, k.revoked_at, k.compromised)
                     for k in session.scalars(
                         select(SigningKey).where(SigningKey.system_id == row.id)
                     )

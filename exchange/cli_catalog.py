@@ -445,16 +445,29 @@ def systems_add_key(console: _Console, system: str, public_key: Any) -> None:
     help="Revoke from this time (ISO 8601; default now). A later time leaves an overlap "
     "for batches still in an adapter's outbox.",
 )
+@click.option(
+    "--compromised",
+    is_flag=True,
+    help="The key leaked: refuse every batch received from the revocation on, whatever "
+    "creation time it claims (a thief could backdate).",
+)
 @_catalog_command
 def systems_revoke_key(
-    console: _Console, system: str, key_id: str, reason: str, revoke_time: Any
+    console: _Console,
+    system: str,
+    key_id: str,
+    reason: str,
+    revoke_time: Any,
+    compromised: bool,
 ) -> None:
     """Revokes signing key KEY_ID of SYSTEM (administrators).
 
     Batches created at or after the revocation time with this key are refused
     (KEY_REVOKED); batches created before it still pass.
     """
-    request = catalog_pb2.RevokeSigningKeyRequest(system=system, key_id=key_id, reason=reason)
+    request = catalog_pb2.RevokeSigningKeyRequest(
+        system=system, key_id=key_id, reason=reason, compromised=compromised
+    )
     if revoke_time is not None:
         request.revoke_time.FromDatetime(revoke_time)
     console.show("RevokeSigningKey", request, "system")

@@ -161,6 +161,12 @@ def pki_issue(
         raise click.UsageError("--name is required for this role")
     principal = system if kind is Role.SYSTEM else name
     assert principal is not None
+    for existing in (out / f"{principal}-cert.pem", out / f"{principal}-key.pem"):
+        if existing.exists():
+            raise click.UsageError(
+                f"{existing} exists: issue into another --out folder (a renewal must not "
+                "overwrite the key pair in use before the new one is bound)"
+            )
     cert, key, certificate = authority.issue(out, principal, days=days)
     try:
         bound = _bind(
@@ -222,10 +228,10 @@ def pki_revoke(
     """
     authority = _authority(folder)
     loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
-    try:
-        added = authority.revoke(loaded)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    external = loaded.issuer != authority.certificate.subject
+    # An external CA's certificate cannot go on this CA's list; its catalog credential
+    # is revoked all the same, which every gateway honours within seconds.
+    added = False if external else authority.revoke(loaded)
     sessions = open_catalog(_catalog_url(data_dir, database_url))
     token = ACTOR.set("pki")
     try:
@@ -234,8 +240,17 @@ def pki_revoke(
     finally:
         ACTOR.reset(token)
         close_catalog(sessions)
+    if external and not bound:
+        raise click.ClickException(
+            "another CA issued this certificate and this catalog does not bind it: nothing "
+            "to revoke here (ask that CA to revoke it)"
+        )
+    listed = (
+        "another CA's certificate, not on this CA's list"
+        if external
+        else ("on the revocation list" if added else "on the revocation list already")
+    )
     click.echo(
-        f"revoked certificate {loaded.serial_number:x}"
-        + ("" if added else " (it was on the list already)")
+        f"revoked certificate {loaded.serial_number:x} ({listed})"
         + ("; its credential is revoked in the catalog" if bound else "; not bound in this catalog")
     )

@@ -302,6 +302,7 @@ class _Stream:
         self.provider = path.view.resource(resource).owner_department
         self.personal = bool(path.view.resource(resource).tags)
         self.sent: dict[int, _Sent] = {}
+        self.unrecorded = False  # a ledger group failed: the cursor must not move on
         self.dead_lettered: dict[int, int] = {}
         self.resource = resource
         self.subscription = subscription
@@ -375,12 +376,25 @@ class _Stream:
                 self.cursor,
             )
             log = self.path.log
+            loop = asyncio.get_running_loop()
 
             def committed(future: concurrent.futures.Future[int]) -> None:
-                if future.exception() is None:
-                    log.move_cursor(system, resource, subscription, cursor)
+                # Groups commit in order: once one fails, no later one may move the
+                # cursor past the deliveries it did not record. The stream ends; the
+                # subscriber reconnects from the durable cursor and gets them again.
+                if future.cancelled() or future.exception() is not None or self.unrecorded:
+                    self.unrecorded = True
+                    loop.call_soon_threadsafe(self._fail, "the ledger did not record deliveries")
+                    return
+                log.move_cursor(system, resource, subscription, cursor)
 
             self.path.ledger.submit(entries).add_done_callback(committed)
+        self.wake.set()
+
+    def _fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = RuntimeError(why)
+        self.closed = True
         self.wake.set()
 
     def _delivered(self, batch: StoredBatch, sent: _Sent) -> NewEntry:

@@ -11,6 +11,7 @@ twice. The ledger entry of a stored batch commits before its acknowledgement.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +21,9 @@ from typing import Any
 
 from fastavro import schemaless_reader
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select
 
-from catalog import schemas
+from catalog import ledger, schemas
 from catalog.credentials import Identity
 from catalog.errors import (
     FailedPrecondition,
@@ -79,6 +81,22 @@ def decode_records(records: Any, parsed_schema: Any) -> list[Any]:
                 {"record_index": str(index)},
             )
     return out
+
+
+def ensure_batch_entry(conn: Any, recorded: NewEntry) -> bool:
+    """Appends the BATCH entry of a stored batch unless the ledger has it; True if added."""
+    table = ledger.LedgerEntry.__table__
+    found = conn.execute(
+        select(table.c.sequence).where(
+            table.c.kind == EntryKind.BATCH.value, table.c.position == recorded.position
+        )
+    ).first()
+    if found is not None:
+        return False
+    ledger.append(
+        conn, [dataclasses.replace(recorded, details={**recorded.details, "recovered": True})]
+    )
+    return True
 
 
 def _ns(value: datetime) -> int:
@@ -235,13 +253,20 @@ class PublishPath:
             )
         created = batch.create_time.ToNanoseconds()
         self._check_time(batch, created)
-        if key.revoked_at is not None and created >= _ns(key.revoked_at):
-            raise PermissionDenied(
-                Reason.KEY_REVOKED,
-                f"signing key {batch.signing_key_id} of {system.code} is revoked since "
-                f"{key.revoked_at.isoformat()}; the batch was created after that",
-                {"key_id": batch.signing_key_id},
-            )
+        if key.revoked_at is not None:
+            revoked = _ns(key.revoked_at)
+            if created >= revoked or (key.compromised and time.time_ns() >= revoked):
+                raise PermissionDenied(
+                    Reason.KEY_REVOKED,
+                    f"signing key {batch.signing_key_id} of {system.code} is revoked since "
+                    f"{key.revoked_at.isoformat()}"
+                    + (
+                        " as compromised: no batch signed with it is accepted any more"
+                        if key.compromised
+                        else "; the batch was created after that"
+                    ),
+                    {"key_id": batch.signing_key_id},
+                )
         digest = digest_of_batch(batch)
         if not signing.verify(key.public_key, digest, batch.signature):
             metrics.SIGNATURE_FAILURES.labels(system.department).inc()
@@ -292,6 +317,12 @@ class PublishPath:
         appended = await self.log.append(entry)
         if appended.duplicate:
             metrics.DUPLICATE_BATCHES.inc()
+            # The first attempt may have been stored and then failed to reach the ledger
+            # (the publisher got INTERNAL and sent it again): record it before the ack.
+            recorded = self.entry_of(entry, appended.position, appended.stored_ns, batch)
+            await asyncio.wrap_future(
+                self.ledger.call(lambda conn: ensure_batch_entry(conn, recorded))
+            )
         else:
             metrics.PUBLISH_DURABLE_SECONDS.observe((appended.stored_ns - entry.received_ns) / 1e9)
             recorded = self.entry_of(entry, appended.position, appended.stored_ns, batch)

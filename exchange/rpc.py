@@ -58,7 +58,9 @@ _FLOOD_REASONS = frozenset(
         Reason.UNAUTHENTICATED,
         Reason.CERTIFICATE_REQUIRED,
         Reason.UNKNOWN_CERTIFICATE,
+        Reason.CERTIFICATE_REVOKED,
         Reason.MALFORMED_MESSAGE,
+        Reason.ROLE_NOT_ALLOWED,
     }
 )
 
@@ -181,11 +183,29 @@ def status_of(error: LijiaoError) -> grpc.Status:
     )
 
 
+_MESSAGE_LIMIT = 500
+_DETAIL_LIMIT = 160
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def _caller_address(peer: str) -> str:
+    """The peer without its port: a flood from new connections is one caller."""
+    kind, _, rest = peer.partition(":")
+    return f"{kind}:{rest.rsplit(':', 1)[0]}" if kind in ("ipv4", "ipv6") else peer
+
+
 def denial_entry(
     error: LijiaoError, identity: Identity | None, method: str, peer: str, count: int = 1
 ) -> NewEntry:
-    """The ledger entry of a refused call (``count`` > 1: it stands for that many)."""
-    details = dict(error.metadata)
+    """The ledger entry of a refused call (``count`` > 1: it stands for that many).
+
+    Texts are cut to a bound: a refusal must not let a caller write megabytes into an
+    append-only ledger kept for months.
+    """
+    details = {_cut(k, 64): _cut(v, _DETAIL_LIMIT) for k, v in list(error.metadata.items())[:16]}
     return NewEntry(
         EntryKind.DENIAL,
         "call.refused",
@@ -198,7 +218,7 @@ def denial_entry(
             "rpc": method,
             "code": error.code.name,
             "reason": error.reason,
-            "message": error.message,
+            "message": _cut(error.message, _MESSAGE_LIMIT),
             "metadata": details,
             "peer": peer,
             "outcome": "REFUSED",
@@ -218,7 +238,7 @@ async def abort(
     metrics.REJECTIONS.labels(error.reason).inc()
     log.info("refused %s: %s", error.reason, error.message)
     peer = context.peer() or ""
-    who = identity.name if identity is not None else peer
+    who = identity.name if identity is not None else _caller_address(peer)
     count = auth.denial_to_record(who, error.reason) if auth is not None else None
     if auth is not None and auth.ledger is not None and count is not None:
         entry = denial_entry(error, identity, method, peer, count)
@@ -267,8 +287,8 @@ def unary(
             identity: Identity | None = None
             try:
                 identity = auth.identify(context)
-                _check_role(identity, roles)
                 auth.limits.calls.take(identity.name)
+                _check_role(identity, roles)
                 with acting_as(identity):
                     return await fn(self, request, identity, context)
             except LijiaoError as error:
@@ -302,8 +322,8 @@ def streaming(
             identity: Identity | None = None
             try:
                 identity = auth.identify(context)
-                _check_role(identity, roles)
                 auth.limits.calls.take(identity.name)
+                _check_role(identity, roles)
                 with auth.limits.streams.open(identity.name):
                     async for response in fn(self, requests, identity, context):
                         yield response

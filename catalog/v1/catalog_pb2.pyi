@@ -125,18 +125,20 @@ class Department(_message.Message):
     def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., level: _Optional[_Union[AdministrativeLevel, str]] = ..., region_code: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SigningKey(_message.Message):
-    __slots__ = ("key_id", "public_key", "create_time", "revoke_time", "revoke_reason")
+    __slots__ = ("key_id", "public_key", "create_time", "revoke_time", "revoke_reason", "compromised")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVOKE_REASON_FIELD_NUMBER: _ClassVar[int]
+    COMPROMISED_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     public_key: bytes
     create_time: _timestamp_pb2.Timestamp
     revoke_time: _timestamp_pb2.Timestamp
     revoke_reason: str
-    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_reason: _Optional[str] = ...) -> None: ...
+    compromised: bool
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_reason: _Optional[str] = ..., compromised: _Optional[bool] = ...) -> None: ...
 
 class System(_message.Message):
     __slots__ = ("code", "name", "department", "status", "signing_keys", "create_time")
@@ -489,16 +491,18 @@ class AddSigningKeyResponse(_message.Message):
     def __init__(self, system: _Optional[_Union[System, _Mapping]] = ...) -> None: ...
 
 class RevokeSigningKeyRequest(_message.Message):
-    __slots__ = ("system", "key_id", "revoke_time", "reason")
+    __slots__ = ("system", "key_id", "revoke_time", "reason", "compromised")
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COMPROMISED_FIELD_NUMBER: _ClassVar[int]
     system: str
     key_id: str
     revoke_time: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, system: _Optional[str] = ..., key_id: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    compromised: bool
+    def __init__(self, system: _Optional[str] = ..., key_id: _Optional[str] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., compromised: _Optional[bool] = ...) -> None: ...
 
 class RevokeSigningKeyResponse(_message.Message):
     __slots__ = ("system",)

@@ -371,6 +371,10 @@ def test_pruning_archives_first_and_the_rest_still_verifies(book: Book, tmp_path
     rows = book.rows()
     assert [r.sequence for r in rows] == [7, 8, 9, 10]
     assert rows[-1].action == "ledger.pruned" and rows[-1].subject == pruned.archive
+    import hashlib
+
+    details = json.loads(rows[-1].content)["details"]
+    assert details["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     result = book.verify()
     assert result.ok, result.message
     assert result.first_sequence == 7

@@ -238,3 +238,61 @@ def test_an_external_certificate_is_bound_with_register(
     )
     assert result.exit_code == 0, result.output
     deployment.call(ClientCertificate(cert, key))
+
+
+def test_an_external_certificate_can_be_revoked_in_the_catalog(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    other = pki.Authority.create(tmp_path / "other-ca", "their CA")
+    cert, _key, _ = other.issue(tmp_path / "ext", "shen")
+    runner = CliRunner()
+    bound = runner.invoke(
+        main,
+        [
+            "pki",
+            "register",
+            str(cert),
+            "--role",
+            "auditor",
+            "--name",
+            "shen",
+            "--data-dir",
+            str(deployment.gateway.data_dir),
+        ],
+    )
+    assert bound.exit_code == 0, bound.output
+    revoked = runner.invoke(
+        main,
+        [
+            "pki",
+            "revoke",
+            "--dir",
+            str(deployment.ca.folder),
+            str(cert),
+            "--data-dir",
+            str(deployment.gateway.data_dir),
+        ],
+    )
+    assert revoked.exit_code == 0 and "revoked in the catalog" in revoked.output
+
+
+def test_pki_issue_never_overwrites_a_key_pair(deployment: Deployment) -> None:
+    deployment.issue("--role", "administrator", "--name", "ops")
+    again = CliRunner().invoke(
+        main,
+        [
+            "pki",
+            "issue",
+            "--dir",
+            str(deployment.ca.folder),
+            "--out",
+            str(deployment.folder / "clients"),
+            "--role",
+            "administrator",
+            "--name",
+            "ops",
+            "--data-dir",
+            str(deployment.gateway.data_dir),
+        ],
+    )
+    assert again.exit_code == 2 and "exists" in again.output

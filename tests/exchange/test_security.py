@@ -320,3 +320,18 @@ def test_a_flood_of_refusals_is_recorded_once_a_second(limited: World) -> None:
         publish(limited.gateway.target, "lj_nobody_nothing", [])
     denials = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DENIAL,)), 10_000)[before:]
     assert 1 <= len(denials) <= 5
+
+
+def test_a_compromised_key_is_refused_even_for_backdated_batches(world: World) -> None:
+    old = world.systems["PSB-HUKOU"].signer
+    backdated = batch(world, "backdated")  # a thief signs with a creation time before...
+    time.sleep(0.01)
+    world.stub.RevokeSigningKey(  # ...the revocation of the leaked key
+        pb.RevokeSigningKeyRequest(
+            system="PSB-HUKOU", key_id=old.key_id, reason="key leaked", compromised=True
+        ),
+        metadata=world.admin(),
+    )
+    outcome = publish(world.gateway.target, world.systems["PSB-HUKOU"].token, [backdated])
+    assert (outcome.code, outcome.reason) == (grpc.StatusCode.PERMISSION_DENIED, "KEY_REVOKED")
+    assert "compromised" in outcome.details and stored(world) == 0
