@@ -275,6 +275,16 @@ _entries = cast(Table, LedgerEntry.__table__)
 _checkpoints = cast(Table, LedgerCheckpoint.__table__)
 
 
+def ensure_head(conn: Connection) -> None:
+    """Creates the head row of a new ledger (done with the schema, before any writer)."""
+    if conn.execute(select(_head.c.id).where(_head.c.id == 1)).first() is None:
+        conn.execute(
+            insert(_head).values(
+                id=1, sequence=0, hash=GENESIS, anchor_sequence=0, anchor_hash=GENESIS
+            )
+        )
+
+
 def _lock_head(conn: Connection) -> tuple[int, bytes]:
     """Takes the head's lock (SQLite write lock, PostgreSQL row lock) and reads it."""
     locked = conn.execute(update(_head).where(_head.c.id == 1).values(sequence=_head.c.sequence))

@@ -17,6 +17,7 @@ from catalog.models import Role
 from exchange.cli_adapter import adapter
 from exchange.cli_audit import audit
 from exchange.cli_catalog import catalog
+from exchange.cli_db import db_group
 from exchange.cli_governance import GROUPS
 from exchange.cli_pki import ROLES, pki_group
 from exchange.settings import Settings
@@ -47,6 +48,7 @@ main.add_command(catalog)
 main.add_command(adapter)
 main.add_command(audit)
 main.add_command(pki_group)
+main.add_command(db_group)
 for _group in GROUPS:
     main.add_command(_group)
 
@@ -77,6 +79,14 @@ for _group in GROUPS:
     default=None,
     help="Development mode: no client certificates, bearer tokens (plaintext without "
     "--tls-cert). Prints a warning.",
+)
+@click.option(
+    "--no-migrate",
+    "migrate",
+    flag_value=False,
+    default=None,
+    help="Do not migrate the catalog database at start; refuse to start if it is behind "
+    "[LIJIAO_MIGRATE=false].",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every refusal.")
 def serve(verbose: bool, **flags: Any) -> None:

@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from catalog import ledger
-from catalog.db import close_catalog, open_catalog
+from catalog.db import SchemaBehind, close_catalog, open_catalog
 from catalog.errors import LijiaoError
 from catalog.governance import Governance
 from catalog.service import Catalog
@@ -107,7 +107,10 @@ class Gateway:
         with contextlib.ExitStack() as cleanup:
             lock = _lock_data_dir(settings.data_dir)
             cleanup.callback(lock.close)
-            sessions = open_catalog(settings.catalog_url)
+            try:
+                sessions = open_catalog(settings.catalog_url, migrate=settings.migrate)
+            except SchemaBehind as exc:
+                raise ValueError(str(exc)) from exc
             cleanup.callback(close_catalog, sessions)
             catalog = Catalog(sessions)
             record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)

@@ -71,6 +71,7 @@ class Settings:
             (comma-separated PEM files, or hex/base64 keys).
         metrics_resource_labels: Label publish and delivery metrics by resource; turn off
             when the catalog is large, to bound the number of series.
+        migrate: Migrate the catalog database to the newest revision at start.
         max_clock_skew_seconds: How far ahead of the gateway's clock a batch's
             create_time may be.
         max_batch_age_seconds: How old a batch's create_time may be (older: a replay).
@@ -114,6 +115,7 @@ class Settings:
     ledger_archive_dir: Path | None = None
     trusted_gateway_keys: str = ""
     metrics_resource_labels: bool = True
+    migrate: bool = True
     max_clock_skew_seconds: float = 300.0
     max_batch_age_seconds: float = 7 * 86_400.0
     max_streams_per_principal: int = 64

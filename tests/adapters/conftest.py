@@ -1,62 +1,11 @@
-"""Real databases for adapter tests: SQLite files, and the PostgreSQL server on this machine.
-
-A test that needs PostgreSQL is skipped when the server is unreachable, unless the
-environment variable ``LIJIAO_REQUIRE_SERVICES`` is set: then it fails.
-``LIJIAO_POSTGRES_URL`` overrides the server's URL.
-"""
+"""Real databases for adapter tests: SQLite files here; PostgreSQL comes from
+tests/conftest.py (``postgres_url``)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-
-POSTGRES_URL = os.environ.get(
-    "LIJIAO_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _postgres_engine() -> sa.Engine:
-    """An engine on the server, or a skip (a failure when services are required)."""
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        reason = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc.orig}"
-        if os.environ.get("LIJIAO_REQUIRE_SERVICES"):
-            pytest.fail(f"{reason} (LIJIAO_REQUIRE_SERVICES is set)")
-        pytest.skip(reason)
-    return engine
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[str]:
-    """A fresh schema ``lijiao_test_<hex>`` on the server, dropped with CASCADE after."""
-    engine = _postgres_engine()
-    name = f"lijiao_test_{secrets.token_hex(6)}"
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    try:
-        yield name
-    finally:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        engine.dispose()
-
-
-@pytest.fixture
-def postgres_url(postgres_schema: str) -> str:
-    """URL of the server with its search path set to the fresh test schema."""
-    url = sa.make_url(POSTGRES_URL)
-    return url.update_query_dict({"options": f"-csearch_path={postgres_schema}"}).render_as_string(
-        hide_password=False
-    )
 
 
 @pytest.fixture
