@@ -18,7 +18,7 @@ import io
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +248,7 @@ class DeliveryPath:
         identity: Identity,
         requests: AsyncIterator[exchange_pb2.SubscribeRequest],
         context: Any,
+        recheck: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
         """Runs one Subscribe stream until the subscriber closes it.
 
@@ -278,6 +279,7 @@ class DeliveryPath:
         cursor = await self.log.cursor(system, resource, subscription)
         await context.send_initial_metadata(((OPEN_MARKER, "open"),))
         stream = _Stream(self, identity, resource, subscription, window, grant, cursor)
+        stream.recheck = recheck
         async for response in stream.run(iterator):
             yield response
 
@@ -303,6 +305,7 @@ class _Stream:
         self.personal = bool(path.view.resource(resource).tags)
         self.sent: dict[int, _Sent] = {}
         self.unrecorded = False  # a ledger group failed: the cursor must not move on
+        self.recheck: Callable[[], None] = lambda: None  # the caller's credential
         self.dead_lettered: dict[int, int] = {}
         self.resource = resource
         self.subscription = subscription
@@ -438,7 +441,9 @@ class _Stream:
 
     def _check_grant(self) -> None:
         """Re-reads the grant before every read of the log: a cached lookup that a
-        revocation on this gateway clears at once (and other changes within seconds)."""
+        revocation on this gateway clears at once (and other changes within seconds).
+        The caller's credential is checked again too (throttled by the recheck)."""
+        self.recheck()
         self.grant = self.path._current_grant(self.system, self.resource)
 
     def _expire_unacked(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from catalog.credentials import Identity
@@ -12,6 +13,8 @@ from exchange.publishing import PublishPath
 from exchange.rpc import Authenticator, streaming, unary
 from exchange.signing import Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+RECHECK_SECONDS = 2.0
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -32,7 +35,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         identity: Identity,
         context: Any,
     ) -> AsyncIterator[exchange_pb2.PublishResponse]:
-        async for response in self.publish.serve(identity, requests):
+        async for response in self.publish.serve(identity, requests, self._recheck(context)):
             yield response
 
     @streaming(Role.SYSTEM)
@@ -42,8 +45,23 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         identity: Identity,
         context: Any,
     ) -> AsyncIterator[exchange_pb2.SubscribeResponse]:
-        async for response in self.delivery.serve(identity, requests, context):
+        async for response in self.delivery.serve(
+            identity, requests, context, self._recheck(context)
+        ):
             yield response
+
+    def _recheck(self, context: Any) -> Callable[[], None]:
+        """Re-authenticates a long stream's caller, at most every RECHECK_SECONDS: a
+        certificate or token revoked while the stream is open ends it within seconds."""
+        last = [time.monotonic()]
+
+        def recheck() -> None:
+            now = time.monotonic()
+            if now - last[0] >= RECHECK_SECONDS:
+                last[0] = now
+                self.auth.identify(context)
+
+        return recheck
 
     @unary()
     async def GetGatewayKey(

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -387,7 +387,10 @@ class PublishPath:
         )
 
     async def serve(
-        self, identity: Identity, requests: AsyncIterator[exchange_pb2.PublishRequest]
+        self,
+        identity: Identity,
+        requests: AsyncIterator[exchange_pb2.PublishRequest],
+        recheck: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[exchange_pb2.PublishResponse]:
         """Runs one Publish stream: acknowledgements in order, pipelined commits.
 
@@ -403,6 +406,7 @@ class PublishPath:
             nonlocal in_flight
             try:
                 async for request in requests:
+                    recheck()  # a credential revoked mid-stream ends it
                     batch = request.batch
                     payload = batch.SerializeToString()
                     while in_flight and in_flight + len(payload) > PIPELINE_BYTES:

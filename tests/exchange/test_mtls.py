@@ -296,3 +296,87 @@ def test_pki_issue_never_overwrites_a_key_pair(deployment: Deployment) -> None:
         ],
     )
     assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_an_open_stream_ends_soon_after_its_certificate_is_revoked(
+    deployment: Deployment,
+) -> None:
+    import asyncio
+    import json
+
+    from adapters.connection import open_channel
+    from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+    from tests.world import PERSON_SCHEMA
+
+    ops = deployment.issue("--role", "administrator", "--name", "ops")
+    channel = open_blocking_channel(
+        deployment.gateway.target, ca_cert=deployment.ca.folder / pki.CA_CERT, client_cert=ops
+    )
+    stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+    stub.CreateDepartment(
+        pb.CreateDepartmentRequest(
+            department=pb.Department(code="PSB", name="PSB", level=1, region_code="510100")
+        )
+    )
+    stub.CreateSystem(
+        pb.CreateSystemRequest(system=pb.System(code="PSB-HUKOU", name="h", department="PSB"))
+    )
+    stub.CreateResource(
+        pb.CreateResourceRequest(
+            resource=pb.Resource(
+                code="RESIDENTS",
+                name="r",
+                owner_department="PSB",
+                sharing_type=pb.SHARING_TYPE_CONDITIONAL,
+                classification=pb.CLASSIFICATION_GENERAL,
+                key_fields=["id_number"],
+            ),
+            schema=json.dumps(PERSON_SCHEMA),
+        )
+    )
+    stub.CreateGrant(
+        pb.CreateGrantRequest(grant=pb.Grant(resource="RESIDENTS", grantee_system="PSB-HUKOU"))
+    )
+    channel.close()
+    system = deployment.issue("--role", "system", "--system", "PSB-HUKOU")
+
+    async def run() -> str:
+        aio = open_channel(
+            deployment.gateway.target,
+            ca_cert=deployment.ca.folder / pki.CA_CERT,
+            client_cert=system,
+        )
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        await queue.put(
+            exchange_pb2.SubscribeRequest(open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS"))
+        )
+
+        async def requests() -> Any:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        call = exchange_pb2_grpc.ExchangeServiceStub(aio).Subscribe(requests())
+        await call.initial_metadata()  # the stream is open and idle
+        revoked = await asyncio.to_thread(
+            CliRunner().invoke,
+            main,
+            [
+                "pki",
+                "revoke",
+                "--dir",
+                str(deployment.ca.folder),
+                str(system.cert),
+                "--data-dir",
+                str(deployment.gateway.data_dir),
+            ],
+        )
+        assert revoked.exit_code == 0, revoked.output
+        try:
+            await asyncio.wait_for(call.read(), 15)
+            reason = "stream still open"
+        except grpc.aio.AioRpcError as error:
+            reason = error_info(error)[0]
+        await aio.close()
+        return reason
+
+    assert asyncio.run(run()) == "CERTIFICATE_REVOKED"
