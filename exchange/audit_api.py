@@ -262,7 +262,16 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         # Written to a temporary file first: an export of months is disk, not memory.
         with tempfile.TemporaryFile() as spool:
             rows = ledger.iterate(self.sessions, where)
-            filtered = request.HasField("filter") and request.filter != pb.LedgerFilter()
+            selection = request.filter
+            # A time range is still a run of consecutive entries; any other filter is not.
+            filtered = bool(
+                selection.department
+                or selection.system
+                or selection.resource
+                or selection.kinds
+                or selection.grant_id
+                or selection.subject
+            )
             if jsonl:
                 count = await asyncio.to_thread(ledger_files.write_jsonl, rows, spool)
             else:

@@ -285,7 +285,13 @@ def audit_verify(archive: Path | None, settings: Settings, as_json: bool) -> Non
             click.echo(
                 f"OK: {response.entries:,} entries (sequence {response.first_sequence} to "
                 f"{response.last_sequence}) and {response.checkpoints:,} signed checkpoints "
-                f"verify; newest checkpoint at {response.last_checkpoint}"
+                "verify; "
+                + (
+                    f"newest checkpoint at {response.last_checkpoint}"
+                    if response.last_checkpoint
+                    else "no checkpoint signed yet (the gateway signs one every "
+                    "LIJIAO_LEDGER_CHECKPOINT_SECONDS)"
+                )
             )
         else:
             click.echo(

@@ -167,7 +167,10 @@ def open_catalog(
     Raises:
         click.UsageError: No token is configured.
     """
-    client = settings.client_certificate()
+    try:
+        client = settings.client_certificate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     if not settings.token and client is None:
         raise click.UsageError(NO_CREDENTIAL)
     target, ca_cert, insecure = settings.gateway, settings.ca_cert, settings.insecure

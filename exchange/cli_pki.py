@@ -32,10 +32,15 @@ ROLES = {
 
 
 def _catalog_url(data_dir: Path | None, database_url: str | None) -> str:
+    """The gateway's catalog; its data directory is made (0700) when it does not exist
+    yet, so principals can be bound before the first start."""
     try:
-        return Settings.load({"data_dir": data_dir, "database_url": database_url}).catalog_url
+        settings = Settings.load({"data_dir": data_dir, "database_url": database_url})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if not settings.database_url:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return settings.catalog_url
 
 
 def _authority(folder: Path) -> pki.Authority:

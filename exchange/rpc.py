@@ -140,15 +140,21 @@ class Authenticator:
 
     def _by_certificate(self, pem: bytes) -> Identity:
         certificate = x509.load_pem_x509_certificate(pem)
+        fingerprint = pki.fingerprint(certificate)
+        who = {"certificate": fingerprint[:16], "subject": certificate.subject.rfc4514_string()}
         if self.revocations is not None and self.revocations.is_revoked(certificate):
             raise Unauthenticated(
                 Reason.CERTIFICATE_REVOKED,
                 f"client certificate {certificate.serial_number:x} is revoked",
+                who,
             )
-        fingerprint = pki.fingerprint(certificate)
-        return self._cached(
-            b"cert:" + pem, lambda session: authenticate_certificate(session, fingerprint)
-        )
+        try:
+            return self._cached(
+                b"cert:" + pem, lambda session: authenticate_certificate(session, fingerprint)
+            )
+        except Unauthenticated as refusal:
+            refusal.metadata.update(who)  # the denial entry then says whose certificate
+            raise
 
     def _cached(self, secret: bytes, resolve: Callable[[Any], Identity]) -> Identity:
         key = hashlib.sha256(secret).digest()
@@ -209,7 +215,13 @@ def denial_entry(
     return NewEntry(
         EntryKind.DENIAL,
         "call.refused",
-        principal=identity.name if identity is not None else "anonymous",
+        principal=(
+            identity.name
+            if identity is not None
+            else f"certificate {details['subject']}"[:128]
+            if "subject" in details
+            else "anonymous"
+        ),
         department=(identity.department or "") if identity is not None else "",
         system=(identity.system or "") if identity is not None else "",
         resource=details.get("resource", "")[:64],

@@ -247,16 +247,9 @@ class Settings:
         for key, value in (overrides or {}).items():
             if value is not None:
                 values[key] = value
-        for key in (
-            "data_dir",
-            "tls_cert",
-            "tls_key",
-            "ca_cert",
-            "holiday_file",
-            "ledger_archive_dir",
-        ):
-            if isinstance(values.get(key), str):
-                values[key] = Path(values[key])
+        for f in dataclasses.fields(cls):  # every Path setting, so none is forgotten
+            if "Path" in str(f.type) and isinstance(values.get(f.name), str):
+                values[f.name] = Path(values[f.name])
         settings = cls(**values)
         if settings.synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("LIJIAO_SYNCHRONOUS must be FULL or NORMAL")

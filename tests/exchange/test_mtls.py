@@ -380,3 +380,43 @@ def test_an_open_stream_ends_soon_after_its_certificate_is_revoked(
         return reason
 
     assert asyncio.run(run()) == "CERTIFICATE_REVOKED"
+
+
+def test_the_cli_takes_its_certificate_from_the_environment(deployment: Deployment) -> None:
+    ops = deployment.issue("--role", "administrator", "--name", "ops")
+    env = {
+        "LIJIAO_GATEWAY": deployment.gateway.target,
+        "LIJIAO_CA_CERT": str(deployment.ca.folder / pki.CA_CERT),
+        "LIJIAO_CLIENT_CERT": str(ops.cert),
+        "LIJIAO_CLIENT_KEY": str(ops.key),
+    }
+    listed = CliRunner().invoke(main, ["catalog", "departments", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    half = CliRunner().invoke(
+        main, ["catalog", "departments", "list"], env={**env, "LIJIAO_CLIENT_KEY": ""}
+    )
+    assert half.exit_code == 2 and "--client-key" in half.output
+
+
+def test_principals_can_be_bound_before_the_gateway_first_starts(tmp_path: Path) -> None:
+    pki.Authority.create(tmp_path / "ca", "test CA")
+    data = tmp_path / "not-yet"
+    issued = CliRunner().invoke(
+        main,
+        [
+            "pki",
+            "issue",
+            "--dir",
+            str(tmp_path / "ca"),
+            "--role",
+            "auditor",
+            "--name",
+            "shen",
+            "--out",
+            str(tmp_path / "shen"),
+            "--data-dir",
+            str(data),
+        ],
+    )
+    assert issued.exit_code == 0, issued.output
+    assert data.stat().st_mode & 0o777 == 0o700
