@@ -222,6 +222,29 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_TEXT_COLUMNS = (
+    "action",
+    "principal",
+    "department",
+    "provider",
+    "system",
+    "resource",
+    "grant_id",
+    "subject",
+)
+
+
+def _storable(entry: NewEntry) -> NewEntry:
+    """NUL characters (hostile input echoed in a denial) become U+FFFD in the columns and
+    the content alike: PostgreSQL text cannot hold them, and the two must agree."""
+    changed = {
+        name: getattr(entry, name).replace("\x00", "\ufffd")
+        for name in _TEXT_COLUMNS
+        if "\x00" in getattr(entry, name)
+    }
+    return dataclasses.replace(entry, **changed) if changed else entry
+
+
 def format_ns(ns: int) -> str:
     """:func:`format_time` of nanoseconds since the epoch."""
     return format_time(datetime.fromtimestamp(ns / 1e9, UTC))
@@ -308,7 +331,7 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> int:
     sequence, previous = _lock_head(conn)
     now = utcnow()
     rows = []
-    for entry in entries:
+    for entry in map(_storable, entries):
         sequence += 1
         time = entry.time or now
         content = canonical(entry, time)

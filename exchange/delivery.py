@@ -36,6 +36,7 @@ from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView, GrantView
 from exchange.envelope import digest_of_delivery
 from exchange.log import RecordLog, StoredBatch
+from exchange.rpc import refuse_nul
 from exchange.signing import Signer
 from exchange.v1 import exchange_pb2
 
@@ -266,6 +267,7 @@ class DeliveryPath:
                 Reason.INVALID_FIELD, "the first Subscribe message must be 'open'"
             )
         opening = first.open
+        refuse_nul(opening)
         resource = self.view.resource(opening.resource).code
         subscription = opening.subscription or "default"
         validation.code("subscription", subscription)

@@ -40,6 +40,7 @@ from exchange.catalog_view import CatalogView
 from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
 from exchange.limits import TokenBuckets
 from exchange.log import NewBatch, RecordLog
+from exchange.rpc import refuse_nul
 from exchange.v1 import exchange_pb2
 
 MAX_BATCH_ID_LENGTH = 128
@@ -154,6 +155,7 @@ class PublishPath:
         )
 
     def _check_shape(self, batch: exchange_pb2.RecordBatch) -> int:
+        refuse_nul(batch)
         if not batch.resource:
             raise InvalidArgument(Reason.INVALID_BATCH, "batch.resource is empty")
         if not batch.batch_id or len(batch.batch_id) > MAX_BATCH_ID_LENGTH:

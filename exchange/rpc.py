@@ -301,6 +301,7 @@ def unary(
                 identity = auth.identify(context)
                 auth.limits.calls.take(identity.name)
                 _check_role(identity, roles)
+                refuse_nul(request)
                 with acting_as(identity):
                     return await fn(self, request, identity, context)
             except LijiaoError as error:
@@ -351,6 +352,38 @@ def streaming(
         return handler
 
     return wrap
+
+
+def _nul_field(message: Any, prefix: str = "") -> str:
+    """The path of the first text field holding a NUL character, or ""."""
+    for field, value in message.ListFields():
+        path: str = prefix + field.name
+        if field.type == field.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any("\x00" in v for v in values):
+                return path
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                if any("\x00" in str(k) or "\x00" in str(v) for k, v in value.items()):
+                    return path
+                continue
+            for item in value if field.is_repeated else [value]:
+                found = _nul_field(item, path + ".")
+                if found:
+                    return found
+    return ""
+
+
+def refuse_nul(message: Any) -> None:
+    """Refuses a request with a NUL character in any text: no code, name or filter holds
+    one, and databases (PostgreSQL) cannot store it."""
+    path = _nul_field(message)
+    if path:
+        raise InvalidArgument(
+            Reason.INVALID_FIELD,
+            f"{path} contains a NUL character; no text field may",
+            {"field": path},
+        )
 
 
 def _method(servicer: Any, fn: Callable[..., Any]) -> str:

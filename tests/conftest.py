@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.gateway_harness import RunningGateway
+from tests.gateway_harness import RunningGateway, drop_schemas
 
 
 @pytest.fixture
@@ -71,3 +71,10 @@ def postgres_url(postgres_schema: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={postgres_schema}"}).render_as_string(
         hide_password=False
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _drop_gateway_schemas() -> Iterator[None]:
+    """PostgreSQL schemas made for test gateways go at the end of the session."""
+    yield
+    drop_schemas()

@@ -1,11 +1,20 @@
-"""A real gateway on a loopback port, in a thread of its own, for tests."""
+"""A real gateway on a loopback port, in a thread of its own, for tests.
+
+With ``LIJIAO_TEST_CATALOG=postgresql`` every gateway keeps its catalog (and ledger) in
+a fresh schema of the PostgreSQL server instead of a SQLite file; `.ci/run` runs the
+exchange suites that way too. The schemas are dropped at the end of the test session.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import threading
 from dataclasses import replace
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from catalog.credentials import issue_token_at
 from catalog.models import Role
@@ -25,6 +34,8 @@ class RunningGateway:
 
     def __init__(self, data_dir: Path, **overrides: object) -> None:
         self.data_dir = data_dir
+        if catalog_on_postgres() and "database_url" not in overrides:
+            overrides["database_url"] = postgres_schema_url()
         self.settings = Settings.load(
             {
                 "data_dir": data_dir,
@@ -95,3 +106,38 @@ class RunningGateway:
         return issue_token_at(
             self.settings.catalog_url, name=name, role=role, department=department, system=system
         )
+
+
+POSTGRES_URL = os.environ.get(
+    "LIJIAO_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SCHEMAS: list[str] = []  # made for gateways, dropped by tests/conftest.py at the end
+
+
+def catalog_on_postgres() -> bool:
+    """Whether test gateways keep their catalogs on PostgreSQL."""
+    return os.environ.get("LIJIAO_TEST_CATALOG", "") == "postgresql"
+
+
+def postgres_schema_url() -> str:
+    """A fresh schema on the server, as a URL whose search path is that schema."""
+    name = f"lijiao_gw_{secrets.token_hex(6)}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(name))
+    engine.dispose()
+    SCHEMAS.append(name)
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"})
+    return url.render_as_string(hide_password=False)
+
+
+def drop_schemas() -> None:
+    """Drops the schemas made for gateways."""
+    if not SCHEMAS:
+        return
+    engine = sa.create_engine(POSTGRES_URL)
+    for name in SCHEMAS:  # one transaction each: a schema holds many tables' locks
+        with engine.begin() as conn:
+            conn.execute(sa.schema.DropSchema(name, cascade=True, if_exists=True))
+    engine.dispose()
+    SCHEMAS.clear()

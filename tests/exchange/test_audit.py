@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from fastavro import reader
 from prometheus_client import REGISTRY
@@ -69,6 +69,13 @@ def auditor(gateway: RunningGateway) -> Iterator[Auditor]:
     made = Auditor(gateway)
     yield made
     made.channel.close()
+
+
+def raw_sql(world: World, statement: str, **params: Any) -> None:
+    """Tampers with the catalog database behind the gateway's back (SQLite or PostgreSQL)."""
+    engine = world.gateway.gateway.catalog.sessions.kw["bind"]  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
 
 
 DELIVERY = pb.LEDGER_ENTRY_KIND_DELIVERY
@@ -266,14 +273,12 @@ def test_verify_passes_then_pinpoints_raw_tampering(world: World, auditor: Audit
     assert list(result.trusted_key_ids) == [world.gateway.gateway.signer.key_id]  # type: ignore[union-attr]
     assert REGISTRY.get_sample_value("lijiao_ledger_verification_ok") == 1
     target = auditor.entries(kinds=[BATCH])[1].sequence
-    conn = sqlite3.connect(world.gateway.data_dir / "catalog.db")
-    with conn:
-        conn.execute(
-            "UPDATE ledger_entries SET content = replace(content, 'PSB-HUKOU', 'PSB-HUK0U') "
-            "WHERE sequence = ?",
-            (target,),
-        )
-    conn.close()
+    raw_sql(
+        world,
+        "UPDATE ledger_entries SET content = replace(content, 'PSB-HUKOU', 'PSB-HUK0U') "
+        "WHERE sequence = :target",
+        target=target,
+    )
     result = auditor.call("VerifyLedger", pb.VerifyLedgerRequest())
     assert (result.ok, result.problem, result.broken_sequence) == (False, "MODIFIED", target)
     assert result.verified_through == target - 1
@@ -414,11 +419,13 @@ def test_the_gateway_will_not_sign_over_a_rewritten_ledger(world: World, auditor
     audit = world.gateway.gateway.audit  # type: ignore[union-attr]
     signed = audit.checkpoint()
     assert audit.witness() is not None and audit.witness()[0] == signed  # type: ignore[index]
-    conn = sqlite3.connect(world.gateway.data_dir / "catalog.db")
-    with conn:
-        conn.execute("DELETE FROM ledger_checkpoints")
-        conn.execute("UPDATE ledger_entries SET hash = zeroblob(32) WHERE sequence = ?", (signed,))
-    conn.close()
+    raw_sql(world, "DELETE FROM ledger_checkpoints")
+    raw_sql(
+        world,
+        "UPDATE ledger_entries SET hash = :zero WHERE sequence = :n",
+        zero=bytes(32),
+        n=signed,
+    )
     publish_batches(world, 1, start=5)
     with pytest.raises(LedgerTampered):
         audit.checkpoint()

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,10 +60,11 @@ def state(world: World) -> tuple[int, int, int]:
     with sqlite3.connect(world.gateway.settings.log_path) as conn:
         batches = conn.execute("SELECT count(*) FROM batches").fetchone()[0]
         cursors = conn.execute("SELECT count(*) FROM cursors").fetchone()[0]
-    with sqlite3.connect(world.gateway.data_dir / "catalog.db") as conn:
+    engine = world.gateway.gateway.catalog.sessions.kw["bind"]  # type: ignore[union-attr]
+    with engine.connect() as conn:
         others = conn.execute(
-            "SELECT count(*) FROM ledger_entries WHERE kind != 'DENIAL'"
-        ).fetchone()[0]
+            sa.text("SELECT count(*) FROM ledger_entries WHERE kind != 'DENIAL'")
+        ).scalar_one()
     return int(batches), int(cursors), int(others)
 
 
@@ -376,3 +378,13 @@ def test_hypothesis_records_signed_correctly_are_decoded_or_refused_precisely(
         batch_id="after-hypothesis",
     )
     assert publish(world.gateway.target, publisher.token, [honest]).code is None
+
+
+def test_a_nul_character_in_any_text_field_is_refused_precisely(world: World) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        world.stub.GetResource(pb.GetResourceRequest(code="RESIDENTS\x00"), metadata=world.admin())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(raised.value) == ("INVALID_FIELD", {"field": "code"})
+    with only_a_denial(world):
+        outcome = send(world, lambda b: setattr(b, "batch_id", "evil\x00id"))
+    assert (outcome.reason, outcome.metadata.get("field")) == ("INVALID_FIELD", "batch_id")

@@ -26,6 +26,14 @@ from exchange.cli import main
 from tests.gateway_harness import RunningGateway
 
 
+def where(gateway: RunningGateway) -> list[str]:
+    """The options that point `lijiao pki` at a gateway's catalog."""
+    args = ["--data-dir", str(gateway.data_dir)]
+    if gateway.settings.database_url:
+        args += ["--database-url", gateway.settings.database_url]
+    return args
+
+
 @dataclass
 class Deployment:
     ca: pki.Authority
@@ -44,8 +52,7 @@ class Deployment:
                 str(self.ca.folder),
                 "--out",
                 str(out),
-                "--data-dir",
-                str(self.gateway.data_dir),
+                *where(self.gateway),
                 *args,
             ],
             catch_exceptions=False,
@@ -155,8 +162,7 @@ def test_a_revoked_certificate_is_refused_within_seconds_without_a_restart(
             "--dir",
             str(deployment.ca.folder),
             str(ops.cert),
-            "--data-dir",
-            str(deployment.gateway.data_dir),
+            *where(deployment.gateway),
         ],
     )
     assert result.exit_code == 0 and "revoked certificate" in result.output
@@ -232,8 +238,7 @@ def test_an_external_certificate_is_bound_with_register(
             "auditor",
             "--name",
             "shen",
-            "--data-dir",
-            str(deployment.gateway.data_dir),
+            *where(deployment.gateway),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -256,8 +261,7 @@ def test_an_external_certificate_can_be_revoked_in_the_catalog(
             "auditor",
             "--name",
             "shen",
-            "--data-dir",
-            str(deployment.gateway.data_dir),
+            *where(deployment.gateway),
         ],
     )
     assert bound.exit_code == 0, bound.output
@@ -269,8 +273,7 @@ def test_an_external_certificate_can_be_revoked_in_the_catalog(
             "--dir",
             str(deployment.ca.folder),
             str(cert),
-            "--data-dir",
-            str(deployment.gateway.data_dir),
+            *where(deployment.gateway),
         ],
     )
     assert revoked.exit_code == 0 and "revoked in the catalog" in revoked.output
@@ -291,8 +294,7 @@ def test_pki_issue_never_overwrites_a_key_pair(deployment: Deployment) -> None:
             "administrator",
             "--name",
             "ops",
-            "--data-dir",
-            str(deployment.gateway.data_dir),
+            *where(deployment.gateway),
         ],
     )
     assert again.exit_code == 2 and "exists" in again.output
@@ -366,8 +368,7 @@ def test_an_open_stream_ends_soon_after_its_certificate_is_revoked(
                 "--dir",
                 str(deployment.ca.folder),
                 str(system.cert),
-                "--data-dir",
-                str(deployment.gateway.data_dir),
+                *where(deployment.gateway),
             ],
         )
         assert revoked.exit_code == 0, revoked.output
