@@ -263,7 +263,7 @@ def test_the_retry_hint_is_a_retry_info_detail(limited: World) -> None:
     with open_blocking_channel(limited.gateway.target, insecure=True, quiet=True) as channel:
         stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
         token = limited.systems["CIVIL-AFFAIRS"].token
-        for _ in range(60):
+        for _ in range(400):  # far more than the burst of 50 plus what refills meanwhile
             try:
                 stub.GetGatewayKey(
                     exchange_pb2.GetGatewayKeyRequest(), metadata=auth_metadata(token), timeout=5
@@ -273,7 +273,7 @@ def test_the_retry_hint_is_a_retry_info_detail(limited: World) -> None:
                 delay = retry_delay(error)
                 assert delay is not None and 0 < delay <= 1
                 return
-    pytest.fail("60 calls at once passed a limit of 50")
+    pytest.fail("400 calls at once passed a limit of 50 a second")
 
 
 def test_concurrent_streams_per_principal_are_capped(limited: World) -> None:
@@ -316,10 +316,12 @@ def test_concurrent_streams_per_principal_are_capped(limited: World) -> None:
 def test_a_flood_of_refusals_is_recorded_once_a_second(limited: World) -> None:
     sessions = limited.gateway.gateway.catalog.sessions  # type: ignore[union-attr]
     before = len(ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DENIAL,)), 10_000))
+    started = time.monotonic()
     for _ in range(30):
         publish(limited.gateway.target, "lj_nobody_nothing", [])
+    seconds = time.monotonic() - started
     denials = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DENIAL,)), 10_000)[before:]
-    assert 1 <= len(denials) <= 5
+    assert 1 <= len(denials) <= int(seconds) + 2  # one a second, not thirty
 
 
 def test_a_compromised_key_is_refused_even_for_backdated_batches(world: World) -> None:
