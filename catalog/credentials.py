@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from catalog.db import close_catalog, open_catalog
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
+from catalog.ledger import ACTOR
 from catalog.models import Credential, Department, Principal, Role, System, utcnow
 
 TOKEN_PREFIX = "lj"  # noqa: S105 (a format marker, not a secret)
@@ -139,6 +140,36 @@ def bind_certificate(session: Session, principal: Principal, fingerprint: str) -
         Credential(principal_id=principal.id, kind=CERT, lookup=fingerprint, secret_hash="")
     )
     session.commit()
+
+
+def bind_certificate_at(
+    catalog_url: str,
+    fingerprint: str,
+    *,
+    name: str,
+    role: Role,
+    department: str | None = None,
+    system: str | None = None,
+) -> str:
+    """Binds a certificate to its principal (created when new) in the catalog at
+    ``catalog_url``, as ``lijiao pki issue`` does; returns the principal's name.
+
+    Raises:
+        InvalidArgument, NotFound: As :func:`ensure_principal`.
+        AlreadyExists: The certificate is bound already.
+    """
+    sessions = open_catalog(catalog_url)
+    token = ACTOR.set("pki")
+    try:
+        with sessions() as session:
+            principal = ensure_principal(
+                session, name=name, role=role, department=department, system=system
+            )
+            bind_certificate(session, principal, fingerprint)
+            return principal.name
+    finally:
+        ACTOR.reset(token)
+        close_catalog(sessions)
 
 
 def revoke_certificate(session: Session, fingerprint: str) -> bool:

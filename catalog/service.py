@@ -107,7 +107,12 @@ def _page_size(size: int) -> int:
     return size or DEFAULT_PAGE_SIZE
 
 
-def _decode_token(token: str) -> Any:
+def decode_page_token(token: str) -> Any:
+    """The position a page token carries (None for no token).
+
+    Raises:
+        InvalidArgument: INVALID_PAGE_TOKEN, a token no gateway issued.
+    """
     if not token:
         return None
     try:
@@ -141,7 +146,8 @@ def _maskable(avro_type: Any) -> bool:
     return avro_type in ("string", "null")
 
 
-def _encode_token(after: Any) -> str:
+def encode_page_token(after: Any) -> str:
+    """A page token carrying the last position of a page (keyset paging)."""
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
 
 
@@ -183,7 +189,7 @@ class Catalog:
         self, query: Select[Any], key: Any, page_size: int, page_token: str, *, descending: bool
     ) -> Page[Any]:
         size = _page_size(page_size)
-        after = _decode_token(page_token)
+        after = decode_page_token(page_token)
         if after is not None:
             query = query.where(key < after if descending else key > after)
         order = key.desc() if descending else key
@@ -191,7 +197,7 @@ class Catalog:
             rows = list(session.scalars(query.order_by(order).limit(size + 1)).unique())
         more = len(rows) > size
         rows = rows[:size]
-        token = _encode_token(getattr(rows[-1], key.key)) if more else ""
+        token = encode_page_token(getattr(rows[-1], key.key)) if more else ""
         return Page(rows, token)
 
     # --- departments ----------------------------------------------------------------

@@ -174,6 +174,12 @@ class LedgerWriter:
         raise AssertionError("unreachable")
 
 
+def recovered(entry: NewEntry) -> NewEntry:
+    """A BATCH entry recorded after the fact (a crash or a failed ledger write between
+    the log's commit and the ledger's): its details say ``"recovered": true``."""
+    return dataclasses.replace(entry, details={**entry.details, "recovered": True})
+
+
 def reconcile(
     sessions: sessionmaker[Session],
     record_log: RecordLog,
@@ -206,11 +212,11 @@ def reconcile(
                 )
             )
         )
-    missing = []
-    for batch, position, stored_ns in stored:
-        if position not in known:
-            entry = entry_of(batch, position, stored_ns)
-            missing.append(dataclasses.replace(entry, details={**entry.details, "recovered": True}))
+    missing = [
+        recovered(entry_of(batch, position, stored_ns))
+        for batch, position, stored_ns in stored
+        if position not in known
+    ]
     if missing:
         with sessions.kw["bind"].begin() as conn:
             ledger.append(conn, missing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 import tempfile
@@ -20,6 +19,7 @@ from catalog.credentials import Identity
 from catalog.errors import InvalidArgument, Reason
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.models import Role
+from catalog.service import decode_page_token, encode_page_token
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
 from exchange.audit import AuditTasks
@@ -126,24 +126,18 @@ def entry_filter(message: pb.LedgerFilter, after_sequence: int = 0) -> EntryFilt
     )
 
 
-def _page_token(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"ledger:{sequence}".encode()).decode()
-
-
 def _after(token: str) -> int:
-    if not token:
+    """The sequence a page token of ListLedgerEntries carries (0 for no token)."""
+    after = decode_page_token(token)
+    if after is None:
         return 0
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind != "ledger":
-            raise ValueError(kind)
-        return int(value)
-    except ValueError as exc:
+    if not isinstance(after, int):
         raise InvalidArgument(
             Reason.INVALID_PAGE_TOKEN,
             "page_token is not one this call returned",
             {"field": "page_token"},
-        ) from exc
+        )
+    return after
 
 
 def verification_message(
@@ -192,7 +186,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         where = entry_filter(request.filter, _after(request.page_token))
         await self._settled()
         rows = await asyncio.to_thread(ledger.entries, self.sessions, where, size + 1)
-        token = _page_token(rows[size - 1].sequence) if len(rows) > size else ""
+        token = encode_page_token(rows[size - 1].sequence) if len(rows) > size else ""
         return pb.ListLedgerEntriesResponse(
             entries=[entry_message(row) for row in rows[:size]], next_page_token=token
         )

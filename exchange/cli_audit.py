@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from catalog import ledger_files
@@ -238,10 +239,11 @@ def audit_export(console: _Console, output: Path, export_format: str | None, **g
                 written += len(chunk.chunk)
                 entries = chunk.entries
                 click.echo(f"\r{written:,} bytes", nl=False, err=True)
-    except Exception as exc:
+    except grpc.RpcError as exc:
         partial.unlink(missing_ok=True)
-        if hasattr(exc, "code"):
-            raise RpcFailed(exc) from exc  # type: ignore[arg-type]
+        raise RpcFailed(exc) from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
         raise
     partial.replace(output)
     click.echo("", err=True)

@@ -18,9 +18,7 @@ def _engine(data_dir: Path | None, database_url: str | None) -> Engine:
         settings = Settings.load({"data_dir": data_dir, "database_url": database_url})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not settings.database_url:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return create_engine(settings.catalog_url)
+    return create_engine(settings.made_catalog_url())
 
 
 @click.group("db")

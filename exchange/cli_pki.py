@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from cryptography import x509
 
-from catalog.credentials import bind_certificate, ensure_principal, revoke_certificate
+from catalog.credentials import bind_certificate_at, revoke_certificate
 from catalog.db import close_catalog, open_catalog
 from catalog.errors import LijiaoError
 from catalog.ledger import ACTOR
@@ -38,9 +38,7 @@ def _catalog_url(data_dir: Path | None, database_url: str | None) -> str:
         settings = Settings.load({"data_dir": data_dir, "database_url": database_url})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not settings.database_url:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return settings.catalog_url
+    return settings.made_catalog_url()
 
 
 def _authority(folder: Path) -> pki.Authority:
@@ -60,20 +58,12 @@ def _bind(
     system: str | None,
 ) -> str:
     """Binds a certificate to its principal (created when new); returns the name."""
-    sessions = open_catalog(catalog_url)
-    token = ACTOR.set("pki")
     try:
-        with sessions() as session:
-            principal = ensure_principal(
-                session, name=name, role=role, department=department, system=system
-            )
-            bind_certificate(session, principal, fingerprint)
-            return principal.name
+        return bind_certificate_at(
+            catalog_url, fingerprint, name=name, role=role, department=department, system=system
+        )
     except LijiaoError as exc:
         raise click.ClickException(exc.message) from exc
-    finally:
-        ACTOR.reset(token)
-        close_catalog(sessions)
 
 
 def _principal_options(command: click.decorators.FC) -> click.decorators.FC:

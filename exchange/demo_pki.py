@@ -13,9 +13,7 @@ from pathlib import Path
 import grpc
 
 from adapters.connection import ClientCertificate, open_channel
-from catalog.credentials import bind_certificate, ensure_principal
-from catalog.db import close_catalog, open_catalog
-from catalog.ledger import ACTOR
+from catalog.credentials import bind_certificate_at
 from catalog.models import Role
 from catalog.v1 import approval_pb2_grpc, audit_pb2_grpc, catalog_pb2_grpc
 from exchange import pki
@@ -68,17 +66,14 @@ class DemoPKI:
     ) -> ClientCertificate:
         """Issues a client certificate to a principal (created when new) and binds it."""
         cert, key, issued = self.authority.issue(self.folder / "clients", name, days=2)
-        sessions = open_catalog(self.catalog_url)
-        token = ACTOR.set("demo-pki")
-        try:
-            with sessions() as session:
-                principal = ensure_principal(
-                    session, name=name, role=role, department=department, system=system
-                )
-                bind_certificate(session, principal, pki.fingerprint(issued))
-        finally:
-            ACTOR.reset(token)
-            close_catalog(sessions)
+        bind_certificate_at(
+            self.catalog_url,
+            pki.fingerprint(issued),
+            name=name,
+            role=role,
+            department=department,
+            system=system,
+        )
         return ClientCertificate(cert, key)
 
     def caller(

@@ -11,7 +11,6 @@ twice. The ledger entry of a stored batch commits before its acknowledgement.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,7 +34,7 @@ from catalog.errors import (
 )
 from catalog.ledger import EntryKind, NewEntry, format_ns
 from exchange import metrics, signing
-from exchange.audit import LedgerWriter
+from exchange.audit import LedgerWriter, recovered
 from exchange.catalog_view import CatalogView
 from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
 from exchange.limits import TokenBuckets
@@ -94,9 +93,7 @@ def ensure_batch_entry(conn: Any, recorded: NewEntry) -> bool:
     ).first()
     if found is not None:
         return False
-    ledger.append(
-        conn, [dataclasses.replace(recorded, details={**recorded.details, "recovered": True})]
-    )
+    ledger.append(conn, [recovered(recorded)])
     return True
 
 

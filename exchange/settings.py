@@ -211,6 +211,13 @@ class Settings:
         """SQLAlchemy URL of the catalog database."""
         return self.database_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
 
+    def made_catalog_url(self) -> str:
+        """:attr:`catalog_url`, with the data directory made (0700) when the catalog is
+        its default SQLite file: for commands run before the gateway's first start."""
+        if not self.database_url:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.catalog_url
+
     @property
     def log_path(self) -> Path:
         """Path of the SQLite record log."""

@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adapters.connection import auth_metadata, open_blocking_channel
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from exchange.tls import write_self_signed
+from exchange import pki
 from tests.gateway_harness import RunningGateway
 
 
@@ -35,10 +35,11 @@ def test_reflection_lists_the_services(gateway: RunningGateway) -> None:
 
 
 def test_a_tls_gateway_in_development_mode_takes_tokens(tmp_path: Path) -> None:
-    cert, key = write_self_signed(tmp_path / "tls")
+    ca = pki.Authority.create(tmp_path / "ca", "test CA")
+    cert, key, _ = ca.issue(tmp_path / "tls", "localhost", server_names=("127.0.0.1",))
     gateway = RunningGateway(tmp_path / "gw", insecure=True, tls_cert=cert, tls_key=key)
     try:
-        with open_blocking_channel(gateway.target, ca_cert=cert) as channel:
+        with open_blocking_channel(gateway.target, ca_cert=ca.folder / pki.CA_CERT) as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
             stub.ListDepartments(
                 catalog_pb2.ListDepartmentsRequest(),
