@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,8 @@ class SubscribeConfig:
     sink: str
     subscription: str
     options: dict[str, Any]
+    start_after_offset: int | None = None  # replay: where a new subscription starts
+    start_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -292,11 +295,27 @@ def _publish(table: Any, base: Path, where: str) -> PublishConfig:
 def _subscribe(table: Any, base: Path, where: str) -> SubscribeConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
-    _no_extra(table, where, {"resource", "sink", "subscription", "options"})
+    _no_extra(
+        table,
+        where,
+        {"resource", "sink", "subscription", "options", "start_after_offset", "start_time"},
+    )
+    offset = _get(table, "start_after_offset", where, int, None)
+    start = _get(table, "start_time", where, datetime, None)
+    if offset is not None and start is not None:
+        raise ConfigError(f"{where}: give start_after_offset or start_time, not both")
+    if offset is not None and offset < 0:
+        raise ConfigError(f"{where}.start_after_offset: expected 0 or more, got {offset}")
+    if start is not None and start.tzinfo is None:
+        raise ConfigError(
+            f"{where}.start_time: give a time with its UTC offset, e.g. 2026-11-01T00:00:00+08:00"
+        )
     return SubscribeConfig(
         key=where,
         resource=_get(table, "resource", where, str),
         sink=_get(table, "sink", where, str),
         subscription=_get(table, "subscription", where, str, "default"),
         options=_options(table, base, where),
+        start_after_offset=offset,
+        start_time=start,
     )

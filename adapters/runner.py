@@ -331,6 +331,8 @@ class Runner:
             self.config.gateway.token,
             entry.resource,
             subscription=entry.subscription,
+            start_after_offset=entry.start_after_offset,
+            start_time=entry.start_time,
             gateway_public_key=self.config.gateway.gateway_key,
             ca_cert=self.config.gateway.ca_cert,
             insecure=self.config.gateway.insecure,

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import inspect
 import io
@@ -99,6 +100,9 @@ class Subscriber:
         client_cert: The system's TLS client certificate (mutual TLS); the token is then
             empty.
         retry_seconds: How long to keep reconnecting before giving up.
+        start_after_offset: Replay: a subscription without a cursor yet starts after
+            this offset (use a new ``subscription`` name for a re-run).
+        start_time: Replay: ... or with the batches stored from this time.
     """
 
     def __init__(
@@ -108,6 +112,8 @@ class Subscriber:
         resource: str,
         *,
         subscription: str = "default",
+        start_after_offset: int | None = None,
+        start_time: datetime.datetime | None = None,
         max_in_flight: int = 16,
         gateway_public_key: bytes | None = None,
         verify_provider: bool = True,
@@ -125,6 +131,11 @@ class Subscriber:
         self.resource = resource
         self.subscription = subscription
         self.max_in_flight = max_in_flight
+        self._start = exchange_pb2.SubscriptionOpen()
+        if start_after_offset is not None:
+            self._start.start_after_offset = start_after_offset
+        elif start_time is not None:
+            self._start.start_time.FromDatetime(start_time)
         self._gateway_key = gateway_public_key
         self._verify_provider = verify_provider
         self._backoff = Backoff(retry_seconds)
@@ -182,15 +193,13 @@ class Subscriber:
 
     async def _stream(self, handler: Handler) -> None:
         acks: asyncio.Queue[exchange_pb2.SubscribeRequest | None] = asyncio.Queue()
-        await acks.put(
-            exchange_pb2.SubscribeRequest(
-                open=exchange_pb2.SubscriptionOpen(
-                    resource=self.resource,
-                    subscription=self.subscription,
-                    max_in_flight=self.max_in_flight,
-                )
-            )
+        opening = exchange_pb2.SubscriptionOpen(
+            resource=self.resource,
+            subscription=self.subscription,
+            max_in_flight=self.max_in_flight,
         )
+        opening.MergeFrom(self._start)
+        await acks.put(exchange_pb2.SubscribeRequest(open=opening))
 
         async def requests() -> Any:
             while True:

@@ -47,6 +47,10 @@ count and end condition, isolating the publish path), ``--only gateway|floor``, 
     py-spy record --subprocesses --format raw -o gateway.txt -- \
         python benchmarks/exchange_throughput.py --only gateway --batch-sizes 1000
 
+``--shape jetstream`` runs the scaled-out shape instead (catalog and ledger on
+PostgreSQL, record log on NATS JetStream, one and two gateway replicas, against bare
+JetStream): see ``benchmarks/scaleout_throughput.py``.
+
 One JSON document goes to stdout; progress goes to stderr. The exit status is 0 whatever
 the ratio; it is non-zero only when something failed (a process died, a wait timed out,
 a record was not delivered or stored).
@@ -82,6 +86,7 @@ from typing import Any
 
 TARGET_RATIO = 0.7
 DEFAULT_BATCH_SIZES = (1, 100, 1000)
+SHAPES = ("sqlite", "jetstream")
 REFERENCE_BATCH_SIZE = 1000
 DEFAULT_RECORDS = {1: 3_000, 100: 50_000, 1000: 200_000}
 QUICK_SCALE = 0.02
@@ -225,6 +230,79 @@ def now_ns() -> int:
 # --------------------------------------------------------------------------- processes
 
 
+class SignedBatches:
+    """What a floor client does per batch, as a publisher would: encode the records with
+    fastavro, hash the batch (``exchange.envelope``) and sign it with Ed25519."""
+
+    def __init__(self, key_path: str, schema_json: str) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from fastavro import parse_schema, schemaless_writer
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        from catalog.schemas import parse as parse_catalog_schema
+        from exchange.envelope import digest_of_batch
+        from exchange.signing import key_id_of
+        from exchange.v1 import exchange_pb2
+
+        # bound once: the per-batch methods are the timed work
+        self._write, self._timestamp = schemaless_writer, Timestamp
+        self._digest, self._batch = digest_of_batch, exchange_pb2.RecordBatch
+        private = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        assert isinstance(private, Ed25519PrivateKey)
+        self._private = private
+        self.key_id = key_id_of(
+            private.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        )
+        definition = json.loads(schema_json)
+        self._parsed = parse_schema(definition)
+        self.fingerprint = parse_catalog_schema(definition).fingerprint
+
+    def encode(self, rows: Iterable[dict[str, Any]]) -> list[bytes]:
+        """The Avro binary encoding of each row."""
+        out = []
+        for row in rows:
+            buffer = io.BytesIO()
+            self._write(buffer, self._parsed, row)
+            out.append(buffer.getvalue())
+        return out
+
+    def batch(self, rows: Iterable[dict[str, Any]], this_id: str, sequence: int) -> Any:
+        """A signed ``RecordBatch`` of the rows, created now."""
+        created = self._timestamp()
+        created.GetCurrentTime()
+        batch = self._batch(
+            resource=RESOURCE,
+            schema_fingerprint=self.fingerprint,
+            batch_id=this_id,
+            sequence=sequence,
+            create_time=created,
+            records=self.encode(rows),
+            signing_key_id=self.key_id,
+        )
+        batch.signature = self._private.sign(self._digest(batch))
+        return batch
+
+
+def verified_rows(batch: Any, key: Any, parsed: Any) -> list[Any]:
+    """What a floor receiver does per batch: verify the publisher's signature over the
+    batch digest, then decode every record (no trailing bytes)."""
+    from fastavro import schemaless_reader
+
+    from exchange.envelope import digest_of_batch
+
+    key.verify(batch.signature, digest_of_batch(batch))
+    rows = []
+    for record in batch.records:
+        buffer = io.BytesIO(record)
+        rows.append(schemaless_reader(buffer, parsed, None))
+        if buffer.tell() != len(record):
+            raise ValueError("trailing bytes after a record")
+    return rows
+
+
 class ChildFailed(RuntimeError):
     """A child process reported an error, died, or did not answer in time."""
 
@@ -270,13 +348,31 @@ def _child_main(
 # ------------------------------------------------------------------- gateway processes
 
 
-def role_gateway(*, queue: Any, stop: Any, data_dir: str, parent_pid: int) -> None:
-    """Runs a real gateway until ``stop`` is set; reports its target and key."""
+def role_gateway(
+    *,
+    queue: Any,
+    stop: Any,
+    data_dir: str,
+    parent_pid: int,
+    overrides: dict[str, Any] | None = None,
+    name: str = "gateway",
+) -> None:
+    """Runs a real gateway until ``stop`` is set; reports its target and key.
+
+    ``overrides`` are more settings (the JetStream shape passes ``database_url`` and
+    ``log_url``); ``name`` is the role its messages are sent as.
+    """
     from exchange.server import Gateway
     from exchange.settings import Settings
 
     settings = Settings.load(
-        {"data_dir": data_dir, "listen": "127.0.0.1:0", "metrics_listen": "", "insecure": True},
+        {
+            "data_dir": data_dir,
+            "listen": "127.0.0.1:0",
+            "metrics_listen": "",
+            "insecure": True,
+            **(overrides or {}),
+        },
         env={},
     )
 
@@ -285,7 +381,7 @@ def role_gateway(*, queue: Any, stop: Any, data_dir: str, parent_pid: int) -> No
         try:
             queue.put(
                 (
-                    "gateway",
+                    name,
                     "ready",
                     {"target": gateway.target, "gateway_key": gateway.signer.public_key},
                 )
@@ -293,7 +389,7 @@ def role_gateway(*, queue: Any, stop: Any, data_dir: str, parent_pid: int) -> No
             await _wait_mp_event(stop, float("inf"), parent_pid)
         finally:
             await gateway.stop(0.5)
-        queue.put(("gateway", "done", {}))
+        queue.put((name, "done", {}))
 
     asyncio.run(main())
 
@@ -312,8 +408,13 @@ def role_publisher(
     tag: str,
     timeout: float,
     parent_pid: int,
+    resource: str = RESOURCE,
+    name: str = "publisher",
 ) -> None:
-    """Publishes the run's records with the SDK's Publisher; reports times and acks."""
+    """Publishes the run's records with the SDK's Publisher; reports times and acks.
+
+    ``name`` is the role its messages are sent as (one per lane in the JetStream shape).
+    """
     from adapters.publisher import Publisher, encode_records
     from exchange.signing import Ed25519Signer
 
@@ -326,14 +427,14 @@ def role_publisher(
             target, token, signer, insecure=True, max_in_flight=in_flight, retry_seconds=30
         )
         parsed = publisher.schema(schema_json)
-        queue.put(("publisher", "ready", {}))
+        queue.put((name, "ready", {}))
         if not await _wait_mp_event(go, timeout, parent_pid):
             raise TimeoutError("the publisher was never told to start")
         started, cpu_started = now_ns(), time.process_time()
         futures = []
         for index, (start, end) in enumerate(batch_bounds(records, batch_size)):
             batch = publisher.build(
-                RESOURCE, parsed, encode_records(parsed, rows[start:end]), batch_id(tag, index)
+                resource, parsed, encode_records(parsed, rows[start:end]), batch_id(tag, index)
             )
             futures.append(await publisher.send(batch))
         acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
@@ -353,7 +454,7 @@ def role_publisher(
             "problems": problems,
         }
 
-    queue.put(("publisher", "done", asyncio.run(main())))
+    queue.put((name, "done", asyncio.run(main())))
 
 
 @dataclass
@@ -381,6 +482,8 @@ def role_subscriber(
     timeout: float,
     parent_pid: int,
     decode: bool,
+    resource: str = RESOURCE,
+    name: str = "subscriber",
 ) -> None:
     """Receives every record with the SDK's Subscriber; reports when the last one was acked.
 
@@ -388,7 +491,8 @@ def role_subscriber(
     the hash of every record before the handler runs. With ``decode`` the handler reads
     ``received.records`` (every record decoded, as a sink writing rows would); without it
     the handler decodes only the first and last record to check the batch's identity (as
-    a sink storing the Avro as delivered would).
+    a sink storing the Avro as delivered would). ``name`` is the role its messages are
+    sent as (one per lane in the JetStream shape).
     """
     from fastavro import schemaless_reader
 
@@ -417,7 +521,7 @@ def role_subscriber(
         subscriber = Subscriber(
             target,
             token,
-            RESOURCE,
+            resource,
             subscription=f"bench-{tag}",
             max_in_flight=in_flight,
             gateway_public_key=gateway_key,
@@ -442,7 +546,7 @@ def role_subscriber(
                 complete.set()
 
         cpu_started = time.process_time()  # idle until the first batch arrives
-        queue.put(("subscriber", "ready", {}))
+        queue.put((name, "ready", {}))
         runner = asyncio.create_task(subscriber.run(handle))
         waiter = asyncio.create_task(complete.wait())
         deadline = time.monotonic() + timeout
@@ -470,7 +574,7 @@ def role_subscriber(
             "problems": problems,
         }
 
-    queue.put(("subscriber", "done", asyncio.run(main())))
+    queue.put((name, "done", asyncio.run(main())))
 
 
 def _check_delivery(seen: _Delivered, bounds: list[tuple[int, int]], tag: str) -> list[str]:
@@ -514,11 +618,9 @@ def role_floor_server(
 
     import grpc
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from fastavro import schemaless_reader
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from catalog import schemas
-    from exchange.envelope import batch_digest
     from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
     key = Ed25519PublicKey.from_public_bytes(public_key)
@@ -554,23 +656,7 @@ def role_floor_server(
                 try:
                     async for request in request_iterator:
                         batch = request.batch
-                        records = list(batch.records)
-                        digest = batch_digest(
-                            resource=batch.resource,
-                            schema_fingerprint=batch.schema_fingerprint,
-                            batch_id=batch.batch_id,
-                            sequence=batch.sequence,
-                            create_seconds=batch.create_time.seconds,
-                            create_nanos=batch.create_time.nanos,
-                            records=records,
-                        )
-                        key.verify(batch.signature, digest)
-                        for raw in records:
-                            buffer = io.BytesIO(raw)
-                            schemaless_reader(buffer, parsed, None)
-                            if buffer.tell() != len(raw):
-                                raise ValueError("trailing bytes after a record")
-                        counts["records"] += len(records)
+                        counts["records"] += len(verified_rows(batch, key, parsed))
                         payload = batch.SerializeToString()
                         future = loop.run_in_executor(writer, store, batch.batch_id, payload)
                         pending.put_nowait((batch.batch_id, future))
@@ -637,37 +723,13 @@ def role_floor_client(
 ) -> None:
     """Encodes, hashes, signs and streams the run's records over a bare bidi stream."""
     import grpc
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from fastavro import parse_schema, schemaless_writer
-    from google.protobuf.timestamp_pb2 import Timestamp
 
-    from catalog.schemas import parse as parse_catalog_schema
-    from exchange.envelope import batch_digest
-    from exchange.signing import key_id_of
     from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
     rows = make_records(records)
     gc.freeze()  # the pre-built rows are not the adapter's garbage: keep them out of GC scans
-    private = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-    assert isinstance(private, Ed25519PrivateKey)
-    key_id = key_id_of(
-        private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-    )
-    definition = json.loads(schema_json)
-    parsed = parse_schema(definition)
-    fingerprint = parse_catalog_schema(definition).fingerprint
+    signed = SignedBatches(key_path, schema_json)
     bounds = batch_bounds(records, batch_size)
-
-    def encode(chunk: Iterable[dict[str, Any]]) -> list[bytes]:
-        out = []
-        for row in chunk:
-            buffer = io.BytesIO()
-            schemaless_writer(buffer, parsed, row)
-            out.append(buffer.getvalue())
-        return out
 
     async def main() -> dict[str, Any]:
         channel = grpc.aio.insecure_channel(
@@ -688,29 +750,7 @@ def role_floor_client(
 
         async def write() -> None:
             for index, (start, end) in enumerate(bounds):
-                encoded = encode(rows[start:end])
-                created = Timestamp()
-                created.GetCurrentTime()
-                this_id = batch_id(tag, index)
-                digest = batch_digest(
-                    resource=RESOURCE,
-                    schema_fingerprint=fingerprint,
-                    batch_id=this_id,
-                    sequence=sequence + index,
-                    create_seconds=created.seconds,
-                    create_nanos=created.nanos,
-                    records=encoded,
-                )
-                batch = exchange_pb2.RecordBatch(
-                    resource=RESOURCE,
-                    schema_fingerprint=fingerprint,
-                    batch_id=this_id,
-                    sequence=sequence + index,
-                    create_time=created,
-                    records=encoded,
-                    signing_key_id=key_id,
-                    signature=private.sign(digest),
-                )
+                batch = signed.batch(rows[start:end], batch_id(tag, index), sequence + index)
                 await slots.acquire()
                 await call.write(exchange_pb2.PublishRequest(batch=batch))
             await call.done_writing()
@@ -887,23 +927,43 @@ def _cpu_per_record(cpu: dict[str, float | None], records: int) -> float | None:
     return round(sum(v for v in cpu.values() if v is not None) / records * 1e6, 2)
 
 
+def lane_names(lane: int) -> tuple[str, str, str]:
+    """(resource, publishing system, receiving system) of lane ``lane``.
+
+    Lane 0 is the default shape's world; the JetStream shape adds lanes 1.. so that
+    every replica has a publisher and a subscriber of its own.
+    """
+    if lane == 0:
+        return RESOURCE, PUBLISHER_SYSTEM, SUBSCRIBER_SYSTEM
+    suffix = f"-{lane + 1}"
+    return RESOURCE + suffix, PUBLISHER_SYSTEM + suffix, SUBSCRIBER_SYSTEM + suffix
+
+
 def _setup_catalog(target: str, data_dir: Path) -> tuple[str, str, Any]:
     """Creates the world over gRPC; returns (publisher token, subscriber token, signer)."""
+    from exchange.settings import Settings
+
+    settings = Settings.load({"data_dir": data_dir}, env={})
+    return setup_lanes(target, settings.catalog_url, 1)[0]
+
+
+def setup_lanes(target: str, catalog_url: str, lanes: int) -> list[tuple[str, str, Any]]:
+    """Creates the world over gRPC: two departments and, per lane (see
+    :func:`lane_names`), a publishing system with an Ed25519 key, a receiving system, a
+    resource and a grant. Returns (publisher token, subscriber token, signer) per lane."""
     from adapters.connection import auth_metadata, open_blocking_channel
     from catalog.credentials import issue_token
     from catalog.db import open_catalog
     from catalog.models import Role
     from catalog.v1 import catalog_pb2 as pb
     from catalog.v1 import catalog_pb2_grpc
-    from exchange.settings import Settings
     from exchange.signing import Ed25519Signer
 
-    settings = Settings.load({"data_dir": data_dir}, env={})
-    sessions = open_catalog(settings.catalog_url)
+    sessions = open_catalog(catalog_url)
 
     def token(name: str, role: Role, system: str | None = None) -> str:
         with sessions() as session:
-            return issue_token(session, name=name, role=role, system=system)
+            return str(issue_token(session, name=name, role=role, system=system))
 
     try:
         admin = auth_metadata(token("bench-admin", Role.ADMINISTRATOR))
@@ -925,67 +985,76 @@ def _setup_catalog(target: str, data_dir: Path) -> tuple[str, str, Any]:
                 metadata=admin,
                 timeout=30,
             )
-        signer = Ed25519Signer.generate()
-        for code, department, keys in (
-            (PUBLISHER_SYSTEM, "PSB", [pb.SigningKey(public_key=signer.public_key)]),
-            (SUBSCRIBER_SYSTEM, "CIVIL", []),
-        ):
-            stub.CreateSystem(
-                pb.CreateSystemRequest(
-                    system=pb.System(
-                        code=code, name=f"{code} system", department=department, signing_keys=keys
+        out = []
+        for lane in range(lanes):
+            resource, publisher_system, subscriber_system = lane_names(lane)
+            signer = Ed25519Signer.generate()
+            for code, department, keys in (
+                (publisher_system, "PSB", [pb.SigningKey(public_key=signer.public_key)]),
+                (subscriber_system, "CIVIL", []),
+            ):
+                stub.CreateSystem(
+                    pb.CreateSystemRequest(
+                        system=pb.System(
+                            code=code,
+                            name=f"{code} system",
+                            department=department,
+                            signing_keys=keys,
+                        )
+                    ),
+                    metadata=admin,
+                    timeout=30,
+                )
+            created = stub.CreateResource(
+                pb.CreateResourceRequest(
+                    resource=pb.Resource(
+                        code=resource,
+                        name="户籍人口 Registered residents",
+                        owner_department="PSB",
+                        summary="Residents registered in the city, for benefit eligibility checks",
+                        format="database",
+                        sharing_type=pb.SHARING_TYPE_CONDITIONAL,
+                        sharing_conditions="for social assistance eligibility",
+                        classification=pb.CLASSIFICATION_GENERAL,
+                        update_cycle="real-time",
+                        key_fields=["id_number"],
+                        region_field="region_code",
+                        fields=[
+                            pb.FieldSpec(name="id_number", sensitivity=pb.SENSITIVITY_ID_NUMBER),
+                            pb.FieldSpec(name="name", sensitivity=pb.SENSITIVITY_NAME),
+                            pb.FieldSpec(name="phone", sensitivity=pb.SENSITIVITY_PHONE),
+                            pb.FieldSpec(name="address", sensitivity=pb.SENSITIVITY_ADDRESS),
+                        ],
+                    ),
+                    schema=json.dumps(RESIDENT_SCHEMA, ensure_ascii=False),
+                ),
+                metadata=admin,
+                timeout=30,
+            )
+            stub.CreateGrant(
+                pb.CreateGrantRequest(
+                    grant=pb.Grant(
+                        resource=resource,
+                        grantee_system=subscriber_system,
+                        clear_fields=[
+                            f.name
+                            for f in created.resource.fields
+                            if f.sensitivity != pb.SENSITIVITY_NONE
+                        ],
                     )
                 ),
                 metadata=admin,
                 timeout=30,
             )
-        created = stub.CreateResource(
-            pb.CreateResourceRequest(
-                resource=pb.Resource(
-                    code=RESOURCE,
-                    name="户籍人口 Registered residents",
-                    owner_department="PSB",
-                    summary="Residents registered in the city, for benefit eligibility checks",
-                    format="database",
-                    sharing_type=pb.SHARING_TYPE_CONDITIONAL,
-                    sharing_conditions="for social assistance eligibility",
-                    classification=pb.CLASSIFICATION_GENERAL,
-                    update_cycle="real-time",
-                    key_fields=["id_number"],
-                    region_field="region_code",
-                    fields=[
-                        pb.FieldSpec(name="id_number", sensitivity=pb.SENSITIVITY_ID_NUMBER),
-                        pb.FieldSpec(name="name", sensitivity=pb.SENSITIVITY_NAME),
-                        pb.FieldSpec(name="phone", sensitivity=pb.SENSITIVITY_PHONE),
-                        pb.FieldSpec(name="address", sensitivity=pb.SENSITIVITY_ADDRESS),
-                    ],
-                ),
-                schema=json.dumps(RESIDENT_SCHEMA, ensure_ascii=False),
-            ),
-            metadata=admin,
-            timeout=30,
-        )
-        stub.CreateGrant(
-            pb.CreateGrantRequest(
-                grant=pb.Grant(
-                    resource=RESOURCE,
-                    grantee_system=SUBSCRIBER_SYSTEM,
-                    clear_fields=[
-                        f.name
-                        for f in created.resource.fields
-                        if f.sensitivity != pb.SENSITIVITY_NONE
-                    ],
+            out.append(
+                (
+                    token(publisher_system, Role.SYSTEM, publisher_system),
+                    token(subscriber_system, Role.SYSTEM, subscriber_system),
+                    signer,
                 )
-            ),
-            metadata=admin,
-            timeout=30,
-        )
+            )
         channel.close()
-        return (
-            token(PUBLISHER_SYSTEM, Role.SYSTEM, PUBLISHER_SYSTEM),
-            token(SUBSCRIBER_SYSTEM, Role.SYSTEM, SUBSCRIBER_SYSTEM),
-            signer,
-        )
+        return out
     finally:
         sessions.kw["bind"].dispose()
 
@@ -1395,6 +1464,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()), help="temp data root"
     )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="sqlite",
+        help="sqlite (default): the embedded gateway against the gRPC+SQLite floor; "
+        "jetstream: PostgreSQL + NATS JetStream with one and two replicas against bare "
+        "JetStream (benchmarks/scaleout_throughput.py; its own options, see its --help)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
@@ -1429,8 +1506,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
 
 
+def _shape_of(argv: list[str] | None) -> tuple[str, list[str]]:
+    """The ``--shape`` asked for, and the other arguments."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--shape", choices=SHAPES, default="sqlite")
+    known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known.shape, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and prints its JSON document."""
+    shape, rest = _shape_of(argv)
+    if shape == "jetstream":
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        import scaleout_throughput
+
+        return int(scaleout_throughput.main(rest))
     config = parse_args(argv)
 
     def terminate(signum: int, _frame: Any) -> None:

@@ -124,6 +124,13 @@ class Reason:
     CLOCK_SKEW = "CLOCK_SKEW"
     RATE_LIMITED = "RATE_LIMITED"
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    LOG_UNAVAILABLE = "LOG_UNAVAILABLE"
+
+
+class Unavailable(LijiaoError):
+    """A store the gateway depends on does not answer; the same call can be retried."""
+
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 class Aborted(LijiaoError):

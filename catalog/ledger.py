@@ -56,6 +56,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    or_,
     select,
     update,
 )
@@ -81,6 +82,7 @@ class EntryKind(enum.StrEnum):
     DENIAL = "DENIAL"  # a refused call
     LEDGER = "LEDGER"  # the ledger's own housekeeping (pruning)
     ANOMALY = "ANOMALY"  # something to look at: a publisher's sequence gap or regression
+    DEAD_LETTER = "DEAD_LETTER"  # a batch given up after the maximum delivery count
 
 
 class LedgerEntry(Base):
@@ -250,10 +252,9 @@ def format_ns(ns: int) -> str:
     return format_time(datetime.fromtimestamp(ns / 1e9, UTC))
 
 
-def canonical(entry: NewEntry, time: datetime) -> str:
-    """The canonical JSON content of an entry."""
-    body = {
-        "time": format_time(time),
+def _columns(entry: NewEntry) -> dict[str, Any]:
+    """An entry's indexed columns; the canonical content holds them too."""
+    return {
         "kind": entry.kind.value,
         "action": entry.action,
         "principal": entry.principal,
@@ -267,6 +268,14 @@ def canonical(entry: NewEntry, time: datetime) -> str:
         "records": entry.records,
         "bytes": entry.bytes,
         "personal": entry.personal,
+    }
+
+
+def canonical(entry: NewEntry, time: datetime) -> str:
+    """The canonical JSON content of an entry."""
+    body = {
+        "time": format_time(time),
+        **_columns(entry),
         "details": _jsonable(entry.details),
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -324,11 +333,18 @@ def _lock_head(conn: Connection) -> tuple[int, bytes]:
 def append(conn: Connection, entries: Sequence[NewEntry]) -> int:
     """Appends entries inside the caller's transaction; returns the new head sequence.
 
-    The caller commits. Entries appended in one call keep their order.
+    The caller commits. Entries appended in one call keep their order. A BATCH entry of a
+    (resource, position) the ledger holds already is left out: one stored batch has one
+    entry, even when two gateway replicas record it (one storing it, the other
+    answering the publisher's resend or reconciling), because the check runs under the
+    head's lock.
     """
     if not entries:
         return 0
     sequence, previous = _lock_head(conn)
+    entries = _unrecorded(conn, entries)
+    if not entries:
+        return sequence
     now = utcnow()
     rows = []
     for entry in map(_storable, entries):
@@ -341,19 +357,7 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> int:
             {
                 "sequence": sequence,
                 "time": time,
-                "kind": entry.kind.value,
-                "action": entry.action,
-                "principal": entry.principal,
-                "department": entry.department,
-                "provider": entry.provider,
-                "system": entry.system,
-                "resource": entry.resource,
-                "grant_id": entry.grant_id,
-                "subject": entry.subject,
-                "position": entry.position,
-                "records": entry.records,
-                "bytes": entry.bytes,
-                "personal": entry.personal,
+                **_columns(entry),
                 "content": content,
                 "content_digest": digest,
                 "previous_hash": previous,
@@ -364,6 +368,40 @@ def append(conn: Connection, entries: Sequence[NewEntry]) -> int:
     conn.execute(insert(_entries), rows)
     conn.execute(update(_head).where(_head.c.id == 1).values(sequence=sequence, hash=previous))
     return sequence
+
+
+def _unrecorded(conn: Connection, entries: Sequence[NewEntry]) -> Sequence[NewEntry]:
+    """``entries`` without the BATCH entries of batches recorded already."""
+    batches: dict[str, set[int]] = {}
+    for e in entries:
+        if e.kind is EntryKind.BATCH and e.position:
+            batches.setdefault(e.resource, set()).add(e.position)
+    if not batches:
+        return entries
+    # the batch id too: a log rebuilt from a backup numbers new batches again
+    seen = {
+        (resource, position, subject)
+        for resource, position, subject in conn.execute(
+            select(_entries.c.resource, _entries.c.position, _entries.c.subject).where(
+                _entries.c.kind == EntryKind.BATCH.value,
+                or_(
+                    *(
+                        (_entries.c.resource == resource) & _entries.c.position.in_(positions)
+                        for resource, positions in batches.items()
+                    )
+                ),
+            )
+        )
+    }
+    out = []
+    for entry in entries:
+        key = (entry.resource, entry.position, entry.subject)
+        if entry.kind is EntryKind.BATCH and entry.position:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(entry)
+    return out
 
 
 class CheckpointSigner(Protocol):

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Enum,
     ForeignKey,
@@ -414,3 +415,19 @@ class Credential(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
     principal: Mapped[Principal] = relationship(lazy="joined")
+
+
+class DeliveryAttempt(Base):
+    """How often a batch was delivered to a subscription without an acknowledgement,
+    kept when a stream ends with it unacknowledged: the maximum delivery count
+    (LIJIAO_MAX_DELIVERIES) then holds across reconnections, restarts and replicas.
+    Rows at or below the subscription's cursor are removed when it opens again."""
+
+    __tablename__ = "delivery_attempts"
+
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    attempts: Mapped[int] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

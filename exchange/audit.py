@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog import ledger, ledger_files
 from catalog.ledger import EntryKind, NewEntry
 from exchange import metrics
-from exchange.log import NewBatch, RecordLog
+from exchange.log import NewBatch, RecordLog, settle
 from exchange.signing import Signer
 
 log = logging.getLogger("lijiao.audit")
@@ -49,6 +49,8 @@ RETRIES = 5
 RETENTION_MINIMUM_DAYS = 183  # 网络安全法 §21: network logs at least six months
 PERSONAL_RETENTION_MINIMUM_DAYS = 1096  # 个人信息保护法 §56: three years
 RECONCILE_WINDOW = 10_000  # log positions checked for a missing entry at start
+RECONCILE_INTERVAL_SECONDS = 60.0  # and how often the check runs again while serving
+RECONCILE_LOOKBACK_SECONDS = 600.0  # ... over the batches stored in the last ten minutes
 
 
 def count_committed(counts: Mapping[str, int]) -> None:
@@ -62,16 +64,6 @@ class _Job:
     entries: Sequence[NewEntry] | None
     call: Callable[[Connection], Any] | None
     future: concurrent.futures.Future[Any]
-
-
-def _settle(future: concurrent.futures.Future[Any], outcome: Any) -> None:
-    """Completes a future unless its waiter cancelled it."""
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class LedgerWriter:
@@ -149,18 +141,18 @@ class LedgerWriter:
             except Exception as exc:
                 log.exception("could not append %d ledger entries", len(entries))
                 for job in appends:
-                    _settle(job.future, exc)
+                    settle(job.future, exc)
             else:
                 count_committed(Counter(entry.kind.value for entry in entries))
                 for job in appends:
-                    _settle(job.future, head)
+                    settle(job.future, head)
         for job in group:
             if job.call is None:
                 continue
             try:
-                _settle(job.future, self._with_retries(job.call))
+                settle(job.future, self._with_retries(job.call))
             except Exception as exc:
-                _settle(job.future, exc)
+                settle(job.future, exc)
 
     def _with_retries(self, fn: Callable[[Connection], T]) -> T:
         for attempt in range(RETRIES):
@@ -184,39 +176,56 @@ def reconcile(
     sessions: sessionmaker[Session],
     record_log: RecordLog,
     entry_of: Callable[[NewBatch, int, int], NewEntry],
+    settle_seconds: float = 0.0,
+    lookback_seconds: float | None = None,
 ) -> int:
     """Records batches the log holds but the ledger does not (a crash between commits).
 
-    Only the newest ``RECONCILE_WINDOW`` log positions stored after the newest batch
-    entry (less a minute) are checked: the window between the two commits is one group
-    commit. A ledger that was never pruned and has no batch entry (a gateway upgraded
-    from before the ledger) gets entries for the whole window. Returns how many entries
-    were added; they say ``"recovered": true``.
+    Looks at the newest ``RECONCILE_WINDOW`` batches of the log (of each stream, where
+    the log has several) stored since the ledger's oldest entry (older batches' entries
+    may have been pruned), or only in the last ``lookback_seconds`` (the periodic
+    pass). Batches stored in the last ``settle_seconds`` are left out: on a log shared
+    by replicas, another replica may be committing their entries right now. Runs at
+    start and then every RECONCILE_INTERVAL_SECONDS. Returns how many entries were
+    added; they say ``"recovered": true``.
     """
     table = ledger.LedgerEntry.__table__
     with sessions() as session:
-        newest = session.execute(
-            select(func.max(table.c.time)).where(table.c.kind == EntryKind.BATCH.value)
-        ).scalar()
-    if newest is None and ledger.head(sessions)[1]:
-        return 0  # every batch entry was pruned: nothing recent to compare with
-    since_ns = 0 if newest is None else int((newest.timestamp() - 60) * 1e9)
-    stored = [row for row in record_log.tail(RECONCILE_WINDOW) if row[2] >= since_ns]
+        oldest = session.execute(select(func.min(table.c.time))).scalar()
+    since_ns = 0 if oldest is None else int(oldest.timestamp() * 1e9)
+    now = time.time_ns()
+    if lookback_seconds is not None:
+        since_ns = max(since_ns, now - int(lookback_seconds * 1e9))
+    settled = now - int(settle_seconds * 1e9)
+    stored = [row for row in record_log.recent(RECONCILE_WINDOW, since_ns) if row[2] <= settled]
     if not stored:
         return 0
+    by_resource: dict[str, list[int]] = {}
+    for resource, position, _ in stored:
+        by_resource.setdefault(resource, []).append(position)
+    known: set[tuple[str, int]] = set()
     with sessions() as session:
-        known = set(
-            session.scalars(
-                select(table.c.position).where(
-                    table.c.kind == EntryKind.BATCH.value, table.c.position >= stored[0][1]
+        for resource, positions in by_resource.items():
+            for start in range(0, len(positions), 1000):
+                chunk = positions[start : start + 1000]
+                known.update(
+                    (resource, int(position))
+                    for position in session.scalars(
+                        select(table.c.position).where(
+                            table.c.kind == EntryKind.BATCH.value,
+                            table.c.resource == resource,
+                            table.c.position.in_(chunk),
+                        )
+                    )
                 )
-            )
-        )
-    missing = [
-        recovered(entry_of(batch, position, stored_ns))
-        for batch, position, stored_ns in stored
-        if position not in known
-    ]
+    missing = []
+    for resource, position, _stored_ns in stored:
+        if (resource, position) in known:
+            continue
+        found = record_log.batch_at(resource, position)
+        if found is not None:
+            batch, stored_ns = found
+            missing.append(recovered(entry_of(batch, position, stored_ns)))
     if missing:
         with sessions.kw["bind"].begin() as conn:
             ledger.append(conn, missing)

@@ -58,7 +58,18 @@ for _group in GROUPS:
 @click.option("--data-dir", type=_PATH, help="Data directory [LIJIAO_DATA_DIR, ./lijiao-data].")
 @click.option("--database-url", help="Catalog SQLAlchemy URL [LIJIAO_DATABASE_URL].")
 @click.option(
+    "--log-url",
+    help="Record log: nats://HOST:4222 for NATS JetStream (replicas) [LIJIAO_LOG_URL; "
+    "default: the embedded SQLite log in the data directory].",
+)
+@click.option(
     "--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics address; '' disables it."
+)
+@click.option(
+    "--health-listen",
+    metavar="HOST:PORT",
+    help="Plaintext port serving only grpc.health.v1, for probes without a client "
+    "certificate (Kubernetes gRPC probes) [LIJIAO_HEALTH_LISTEN; default: off].",
 )
 @click.option("--tls-cert", type=_PATH, help="PEM certificate to serve with [LIJIAO_TLS_CERT].")
 @click.option("--tls-key", type=_PATH, help="PEM key of --tls-cert [LIJIAO_TLS_KEY].")
@@ -110,6 +121,7 @@ def serve(verbose: bool, **flags: Any) -> None:
             raise click.ClickException(str(exc)) from exc
         click.echo(
             f"lijiao gateway serving on {gateway.target} (data: {settings.data_dir}"
+            + (", log: NATS JetStream" if settings.log_url else "")
             + (
                 f", metrics: http://{settings.metrics_listen}/metrics)"
                 if settings.metrics_listen

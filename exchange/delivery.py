@@ -16,21 +16,25 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema
+from sqlalchemy import Table, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
 
 from catalog import schemas, validation
 from catalog.credentials import Identity
 from catalog.errors import InvalidArgument, PermissionDenied, Reason
 from catalog.ledger import EntryKind, NewEntry, format_ns
 from catalog.masks import DEFAULT_POLICY, MaskPolicy
-from catalog.models import Sensitivity
+from catalog.models import DeliveryAttempt, Sensitivity, utcnow
 from exchange import metrics
 from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView, GrantView
@@ -41,6 +45,8 @@ from exchange.signing import Signer
 from exchange.v1 import exchange_pb2
 
 DEFAULT_IN_FLIGHT = 16
+MAX_OFFSET = 2**63 - 1  # positions the logs hold
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 MAX_IN_FLIGHT = 1000
 IDLE_WAIT_SECONDS = 0.5
 OPEN_MARKER = "lijiao-subscription"
@@ -127,6 +133,68 @@ def _derived_schema(writer: schemas.ParsedSchema, fields: tuple[str, ...]) -> sc
 _ProjectionKey = tuple[str, bytes, tuple[str, ...], tuple[str, ...], str]
 
 
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+
+
+def load_attempts(
+    sessions: sessionmaker[Session], system: str, resource: str, subscription: str, cursor: int
+) -> dict[int, int]:
+    """The kept attempts of a subscription's batches after ``cursor`` (and those at or
+    below it, acknowledged since, are removed)."""
+    table = _ATTEMPTS
+    mine = (
+        (table.c.system == system)
+        & (table.c.resource == resource)
+        & (table.c.subscription == subscription)
+    )
+    with sessions.kw["bind"].begin() as conn:
+        conn.execute(delete(table).where(mine & (table.c.position <= cursor)))
+        rows = conn.execute(select(table.c.position, table.c.attempts).where(mine)).all()
+    return {int(position): int(attempts) for position, attempts in rows}
+
+
+def keep_attempts(
+    sessions: sessionmaker[Session],
+    system: str,
+    resource: str,
+    subscription: str,
+    attempts: dict[int, int],
+) -> None:
+    """Stores attempts of unacknowledged batches (the higher count wins)."""
+    table = _ATTEMPTS
+    engine = sessions.kw["bind"]
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    statement = insert(table).values(
+        [
+            {
+                "system": system,
+                "resource": resource,
+                "subscription": subscription,
+                "position": position,
+                "attempts": count,
+                "updated_at": now,
+            }
+            for position, count in attempts.items()
+        ]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["system", "resource", "subscription", "position"],
+        set_={
+            "attempts": case(
+                (table.c.attempts > statement.excluded.attempts, table.c.attempts),
+                else_=statement.excluded.attempts,
+            ),
+            "updated_at": now,
+        },
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement)
+    except Exception:  # counts are a safeguard: a failure only lets a batch be retried more
+        logging.getLogger(__name__).exception("could not keep delivery attempts")
+
+
 class DeliveryPath:
     """Serves Subscribe streams for one gateway."""
 
@@ -138,13 +206,20 @@ class DeliveryPath:
         ack_timeout: float,
         ledger: LedgerWriter,
         masks: MaskPolicy = DEFAULT_POLICY,
+        max_deliveries: int = 0,
+        sessions: sessionmaker[Session] | None = None,
     ) -> None:
         self.view = view
+        self.sessions = sessions  # the catalog: attempts kept across streams
         self.log = log
         self.ledger = ledger
         self.signer = signer
         self.ack_timeout = ack_timeout
         self.masks = masks
+        self.max_deliveries = max_deliveries  # 0: deliver until acknowledged
+        # attempts per (system, resource, subscription, position), across the streams
+        # of this gateway process; dropped when acknowledged
+        self.tries: dict[tuple[str, str, str, int], int] = {}
         self._projections: dict[_ProjectionKey, _Projection | None] = {}
 
     def _projection(
@@ -244,6 +319,25 @@ class DeliveryPath:
             )
         return grant
 
+    async def _start(self, opening: exchange_pb2.SubscriptionOpen, resource: str) -> int:
+        """Where a new subscription starts: after an offset, from a time, or at 0."""
+        which = opening.WhichOneof("start")
+        if which == "start_after_offset":
+            if opening.start_after_offset > MAX_OFFSET:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD, f"open.start_after_offset must be at most {MAX_OFFSET}"
+                )
+            return int(opening.start_after_offset)
+        if which == "start_time":
+            stamp = opening.start_time
+            if not (0 <= stamp.seconds <= MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999):
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    "open.start_time must be a valid timestamp after 1970 (nanos 0-999999999)",
+                )
+            return await self.log.position_at(resource, stamp.ToNanoseconds())
+        return 0
+
     async def serve(
         self,
         identity: Identity,
@@ -279,6 +373,16 @@ class DeliveryPath:
             raise PermissionDenied(Reason.ROLE_NOT_ALLOWED, "only systems subscribe")
         grant = self._current_grant(system, resource)
         cursor = await self.log.cursor(system, resource, subscription)
+        if cursor == 0:  # a new subscription may start elsewhere (a replay)
+            cursor = await self._start(opening, resource)
+        if self.max_deliveries and self.sessions is not None:
+            # what earlier streams (on any replica) left unacknowledged counts
+            kept = await asyncio.to_thread(
+                load_attempts, self.sessions, system, resource, subscription, cursor
+            )
+            for position, attempts in kept.items():
+                key = (system, resource, subscription, position)
+                self.tries[key] = max(self.tries.get(key, 0), attempts)
         await context.send_initial_metadata(((OPEN_MARKER, "open"),))
         stream = _Stream(self, identity, resource, subscription, window, grant, cursor)
         stream.recheck = recheck
@@ -309,6 +413,7 @@ class _Stream:
         self.unrecorded = False  # a ledger group failed: the cursor must not move on
         self.recheck: Callable[[], None] = lambda: None  # the caller's credential
         self.dead_lettered: dict[int, int] = {}
+        self.given_up: dict[int, NewEntry] = {}  # DEAD_LETTER entries, recorded in order
         self.resource = resource
         self.subscription = subscription
         self.window = window
@@ -369,9 +474,12 @@ class _Stream:
                 break
             self.in_flight.popitem(last=False)
             self.attempts.pop(position, None)
+            self.path.tries.pop((self.system, self.resource, self.subscription, position), None)
             self.cursor = position
             sent = self.sent.pop(position, None)
-            if sent is not None:
+            if position in self.given_up:
+                entries.append(self.given_up.pop(position))
+            elif sent is not None:
                 entries.append(self._delivered(head.batch, sent))
         if entries:
             system, resource, subscription, cursor = (
@@ -396,6 +504,31 @@ class _Stream:
             self.path.ledger.submit(entries).add_done_callback(committed)
         self.wake.set()
 
+    def _dead_letter(self, stored: StoredBatch, attempts: int) -> None:
+        """Gives a batch up after ``attempts`` unacknowledged deliveries: its DEAD_LETTER
+        entry is recorded in order with the deliveries, and the cursor moves past it.
+        The batch stays in the log; a replay delivers it again."""
+        batch = exchange_pb2.RecordBatch.FromString(stored.payload)
+        metrics.dead_lettered(self.department, self.resource, len(batch.records))
+        self.given_up[stored.position] = self._entry(
+            EntryKind.DEAD_LETTER,
+            "batch.dead_lettered",
+            stored,
+            batch.batch_id,
+            len(batch.records),
+            0,
+            {
+                "delivery_attempts": attempts,
+                "store_time": format_ns(stored.stored_ns),
+                "outcome": "DEAD_LETTERED",
+            },
+        )
+        self.sent.pop(stored.position, None)  # delivered before, never acknowledged
+        self.dead_lettered.pop(stored.position, None)
+        self.in_flight[stored.position] = _InFlight(stored, 0, time.monotonic(), 0, acked=True)
+        self.last_sent = stored.position
+        self._advance()
+
     def _fail(self, why: str) -> None:
         if self.error is None:
             self.error = RuntimeError(why)
@@ -410,24 +543,14 @@ class _Stream:
         metrics.PUBLISH_DELIVERY_SECONDS.observe(max(0, now - batch.received_ns) / 1e9)
         if dead:
             metrics.dead_lettered(self.department, self.resource, dead)
-        return NewEntry(
+        return self._entry(
             EntryKind.DELIVERY,
             "batch.delivered",
-            principal=self.principal,
-            department=self.department,
-            provider=self.provider,
-            system=self.system,
-            resource=self.resource,
-            grant_id=self.grant.id,
-            subject=sent.batch_id,
-            position=batch.position,
-            records=sent.records,
-            bytes=sent.size,
-            personal=self.personal,
-            details={
-                "publisher_system": batch.publisher,
-                "subscription": self.subscription,
-                "provider_digest": batch.digest,
+            batch,
+            sent.batch_id,
+            sent.records,
+            sent.size,
+            {
                 "delivered_digest": sent.digest,
                 "gateway_signature": sent.signature,
                 "gateway_key_id": self.path.signer.key_id,
@@ -438,6 +561,39 @@ class _Stream:
                 "deliver_time": format_ns(sent.sent_ns),
                 "ack_time": format_ns(now),
                 "outcome": "DELIVERED",
+            },
+        )
+
+    def _entry(
+        self,
+        kind: EntryKind,
+        action: str,
+        stored: StoredBatch,
+        batch_id: str,
+        records: int,
+        size: int,
+        details: dict[str, Any],
+    ) -> NewEntry:
+        """A ledger entry about one of this subscription's batches."""
+        return NewEntry(
+            kind,
+            action,
+            principal=self.principal,
+            department=self.department,
+            provider=self.provider,
+            system=self.system,
+            resource=self.resource,
+            grant_id=self.grant.id,
+            subject=batch_id,
+            position=stored.position,
+            records=records,
+            bytes=size,
+            personal=self.personal,
+            details={
+                "publisher_system": stored.publisher,
+                "subscription": self.subscription,
+                "provider_digest": stored.digest,
+                **details,
             },
         )
 
@@ -454,6 +610,9 @@ class _Stream:
         oldest = next(iter(self.in_flight.values()))
         if time.monotonic() - oldest.sent_at < self.path.ack_timeout:
             return
+        # Go back to the cursor. Batches already acknowledged behind the stuck one are
+        # not sent (nor counted) again: they are taken as acknowledged when read again.
+        self.late_acks.update(position for position, entry in self.in_flight.items() if entry.acked)
         self.in_flight.clear()
         self.last_sent = self.cursor
 
@@ -491,7 +650,13 @@ class _Stream:
                         self._advance()
                         continue
                     self._check_grant()  # a revocation while this pass yields stops it here
-                    attempt = self.attempts.get(stored.position, 0) + 1
+                    key = (self.system, self.resource, self.subscription, stored.position)
+                    attempt = self.path.tries.get(key, 0) + 1
+                    limit = self.path.max_deliveries
+                    if limit and attempt > limit:
+                        self._dead_letter(stored, limit)
+                        continue
+                    self.path.tries[key] = attempt
                     self.attempts[stored.position] = attempt
                     if attempt > 1:
                         metrics.REDELIVERIES.inc()
@@ -509,3 +674,29 @@ class _Stream:
         finally:
             self.path.log.unwatch(self.resource, self.wake)
             reader.cancel()
+            self._keep_attempts()
+
+    def _keep_attempts(self) -> None:
+        """Stores the attempts of the batches this stream leaves unacknowledged, so the
+        maximum delivery count holds on the next stream, wherever it opens."""
+        path = self.path
+        if not path.max_deliveries or path.sessions is None:
+            return
+        acknowledged = self.late_acks | {p for p, entry in self.in_flight.items() if entry.acked}
+        attempts = {}
+        for position in self.attempts:
+            key = (self.system, self.resource, self.subscription, position)
+            if position in acknowledged:
+                path.tries.pop(key, None)  # acknowledged behind a stuck batch: not a retry
+            elif position > self.cursor and key in path.tries:
+                attempts[position] = path.tries[key]
+        if attempts:
+            asyncio.get_running_loop().run_in_executor(
+                None,
+                keep_attempts,
+                path.sessions,
+                self.system,
+                self.resource,
+                self.subscription,
+                attempts,
+            )

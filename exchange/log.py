@@ -1,14 +1,20 @@
-"""The durable record log: accepted batches and subscription cursors in SQLite.
+"""The durable record log: accepted batches and subscription cursors.
 
-One writer thread owns the write connection, so appends never block the event loop
-and a batch is acknowledged only after its transaction is committed (WAL journal,
-``synchronous=FULL`` by default: durable across power loss). A reader thread serves
-deliveries. Storage grows on disk, not in memory.
+:class:`RecordLog` is what the publish and delivery paths need of a log; two stores
+implement it. :class:`SqliteLog` (here) is the embedded default; ``exchange.jetstream``
+keeps the log in NATS JetStream for several gateway replicas. :func:`open_log` picks one
+from the ``LIJIAO_LOG_URL`` setting.
+
+In :class:`SqliteLog`, one writer thread owns the write connection, so appends never
+block the event loop and a batch is acknowledged only after its transaction is committed
+(WAL journal, ``synchronous=FULL`` by default: durable across power loss). A reader
+thread serves deliveries. Storage grows on disk, not in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import sqlite3
 import threading
@@ -17,14 +23,15 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from catalog.errors import AlreadyExists, Reason
 
 T = TypeVar("T")
 
 
-def _settle(future: asyncio.Future[Appended], outcome: Appended | BaseException) -> None:
+def settle(future: asyncio.Future[Any] | concurrent.futures.Future[Any], outcome: Any) -> None:
+    """Completes a future with a result or an exception, unless its waiter cancelled it."""
     if future.done():
         return
     if isinstance(outcome, BaseException):
@@ -140,7 +147,86 @@ _WAKE = object()
 GROUP_LIMIT = 256
 
 
-class RecordLog:
+class RecordLog(Protocol):
+    """What the gateway needs of a record log.
+
+    Positions are per resource: increasing, never reused, and the offset a subscriber
+    acknowledges. Cursors are per (subscriber system, resource, subscription).
+    """
+
+    async def append(self, batch: NewBatch) -> Appended:
+        """Stores a batch durably (or finds the same batch id with the same digest);
+        raises AlreadyExists(BATCH_ID_REUSED) for the same id with other content."""
+        ...
+
+    def watch(self, resource: str, event: asyncio.Event) -> None:
+        """Sets ``event`` whenever a new batch of ``resource`` is stored."""
+        ...
+
+    def unwatch(self, resource: str, event: asyncio.Event) -> None:
+        """Stops setting ``event``."""
+        ...
+
+    async def read_after(self, resource: str, position: int, limit: int) -> list[StoredBatch]:
+        """Up to ``limit`` batches of a resource after ``position``, in order."""
+        ...
+
+    async def last_sequence(self, publisher: str, resource: str, before: int) -> int | None:
+        """The highest sequence a publisher used for a resource before a position."""
+        ...
+
+    async def cursor(self, system: str, resource: str, subscription: str) -> int:
+        """The last acknowledged position of a subscription (0 when new)."""
+        ...
+
+    async def position_at(self, resource: str, time_ns: int) -> int:
+        """The position after which a resource's batches stored at or after ``time_ns``
+        begin (where a replay from that time starts)."""
+        ...
+
+    def move_cursor(self, system: str, resource: str, subscription: str, position: int) -> None:
+        """Moves a cursor forward, durably soon after; callable from any thread."""
+        ...
+
+    def recent(self, count: int, since_ns: int = 0) -> list[tuple[str, int, int]]:
+        """The newest ``count`` batches stored at or after ``since_ns`` (per stream, where
+        the log has several), as (resource, position, stored_ns); from a worker thread."""
+        ...
+
+    def batch_at(self, resource: str, position: int) -> tuple[NewBatch, int] | None:
+        """The stored batch at a position, with its stored_ns; from a worker thread."""
+        ...
+
+    def lag(self) -> list[CursorLag]:
+        """Every subscription's unacknowledged records; from a worker thread."""
+        ...
+
+    async def close(self) -> None:
+        """Writes what is queued and releases the store."""
+        ...
+
+
+async def open_log(url: str, sqlite_path: Path, *, synchronous: str = "FULL") -> RecordLog:
+    """The record log a ``LIJIAO_LOG_URL`` names: empty for the embedded SQLite log at
+    ``sqlite_path``, ``nats://host:port[,host:port]?prefix=..`` for NATS JetStream.
+
+    Raises:
+        ValueError: An unknown scheme or a bad setting in the URL.
+    """
+    if not url:
+        return SqliteLog(sqlite_path, synchronous=synchronous)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("nats", "tls"):
+        from exchange.jetstream import JetStreamLog  # nats-py only where it is used
+
+        return await JetStreamLog.connect(url)
+    raise ValueError(
+        f"LIJIAO_LOG_URL {url!r}: give nats://host:4222 for NATS JetStream, or leave it "
+        "empty for the embedded SQLite log"
+    )
+
+
+class SqliteLog:
     """SQLite record log with group commit and per-resource change notification.
 
     Appends and cursor moves queued while the writer thread commits are written
@@ -248,7 +334,7 @@ class RecordLog:
                 for key, position in cursors.items():
                     self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
         for job, outcome in zip(appends, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+            job.loop.call_soon_threadsafe(settle, job.future, outcome)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, b: NewBatch) -> Appended:
@@ -257,7 +343,7 @@ class RecordLog:
             (b.publisher, b.batch_id),
         ).fetchone()
         if existing is not None:
-            return RecordLog._duplicate(b, existing)
+            return SqliteLog._duplicate(b, existing)
         stored = time.time_ns()
         cur = conn.execute(
             "INSERT INTO batches (resource, batch_id, publisher, sequence, fingerprint, "
@@ -329,6 +415,17 @@ class RecordLog:
             pending = self._pending_cursors.get((system, resource, subscription), 0)
         return max(int(row[0]) if row else 0, pending)
 
+    async def position_at(self, resource: str, time_ns: int) -> int:
+        """The last position of a resource stored before ``time_ns`` (0 if none)."""
+        row = await self._run(
+            self._reader,
+            lambda: self._read_conn.execute(
+                "SELECT MAX(position) FROM batches WHERE resource = ? AND stored_ns < ?",
+                (resource, time_ns),
+            ).fetchone(),
+        )
+        return 0 if row is None or row[0] is None else int(row[0])
+
     def move_cursor(self, system: str, resource: str, subscription: str, position: int) -> None:
         """Moves a subscription's cursor forward; committed with the writer's next group.
 
@@ -339,22 +436,34 @@ class RecordLog:
             self._pending_cursors[key] = max(position, self._pending_cursors.get(key, 0))
         self._jobs.put(_WAKE)
 
-    def tail(self, count: int) -> list[tuple[NewBatch, int, int]]:
-        """The newest ``count`` batches, oldest first, as (batch, position, stored_ns).
-
-        Uses its own connection: for the start-up check of the ledger, before serving.
-        """
+    def recent(self, count: int, since_ns: int = 0) -> list[tuple[str, int, int]]:
+        """The newest ``count`` batches stored at or after ``since_ns``, oldest first, as
+        (resource, position, stored_ns). Uses its own connection (the ledger's
+        reconciliation, beside serving)."""
         conn = self._connect()
         try:
             rows = conn.execute(
-                "SELECT resource, batch_id, publisher, sequence, fingerprint, digest, "
-                "record_count, byte_count, received_ns, payload, position, stored_ns "
-                "FROM batches ORDER BY position DESC LIMIT ?",
-                (count,),
+                "SELECT resource, position, stored_ns FROM batches WHERE stored_ns >= ? "
+                "ORDER BY position DESC LIMIT ?",
+                (since_ns, count),
             ).fetchall()
         finally:
             conn.close()
-        return [(NewBatch(*row[:10]), row[10], row[11]) for row in reversed(rows)]
+        return [(str(r), int(p), int(s)) for r, p, s in reversed(rows)]
+
+    def batch_at(self, resource: str, position: int) -> tuple[NewBatch, int] | None:
+        """The batch at ``position`` with its stored_ns (its own connection)."""
+        conn = self._connect()
+        try:
+            row = conn.execute(
+                "SELECT resource, batch_id, publisher, sequence, fingerprint, digest, "
+                "record_count, byte_count, received_ns, payload, stored_ns "
+                "FROM batches WHERE position = ? AND resource = ?",
+                (position, resource),
+            ).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else (NewBatch(*row[:10]), int(row[10]))
 
     def lag(self) -> list[CursorLag]:
         """Every subscription's unacknowledged records and oldest unacknowledged batch.
@@ -381,8 +490,12 @@ class RecordLog:
         finally:
             conn.close()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Commits what is queued and closes the database."""
+        await asyncio.to_thread(self.close_now)
+
+    def close_now(self) -> None:
+        """:meth:`close` from a thread that is not running the event loop."""
         self._jobs.put(_STOP)
         self._writer.join()
         self._reader.shutdown(wait=True)

@@ -88,7 +88,10 @@ def ensure_batch_entry(conn: Any, recorded: NewEntry) -> bool:
     table = ledger.LedgerEntry.__table__
     found = conn.execute(
         select(table.c.sequence).where(
-            table.c.kind == EntryKind.BATCH.value, table.c.position == recorded.position
+            table.c.kind == EntryKind.BATCH.value,
+            table.c.resource == recorded.resource,
+            table.c.position == recorded.position,
+            table.c.subject == recorded.subject,
         )
     ).first()
     if found is not None:
@@ -349,9 +352,12 @@ class PublishPath:
         the append; the anomaly is reported only if the batch is not a duplicate.
         """
         key = (publisher, resource)
-        if key not in self._sequences:
+        cached = key in self._sequences
+        if cached and self._sequences[key] >= 0 and sequence != self._sequences[key] + 1:
+            cached = False  # the publisher may have sent through another replica since
+        if not cached:
             last = await self.log.last_sequence(publisher, resource, MAX_SEQUENCE)
-            self._sequences[key] = -1 if last is None else last
+            self._sequences[key] = max(-1 if last is None else last, self._sequences.get(key, -1))
         previous = self._sequences[key]
         self._sequences[key] = max(previous, sequence)
         if previous < 0 or sequence == previous + 1:

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,14 +39,21 @@ from catalog.v1 import (
 )
 from exchange import metrics
 from exchange.approval_api import ApprovalServicer
-from exchange.audit import AuditTasks, LedgerWriter, count_committed, reconcile
+from exchange.audit import (
+    RECONCILE_INTERVAL_SECONDS,
+    RECONCILE_LOOKBACK_SECONDS,
+    AuditTasks,
+    LedgerWriter,
+    count_committed,
+    reconcile,
+)
 from exchange.audit_api import AuditServicer
 from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
 from exchange.exchange_api import ExchangeServicer
 from exchange.limits import Limits
-from exchange.log import RecordLog
+from exchange.log import RecordLog, open_log
 from exchange.pki import RevocationList
 from exchange.publishing import BatchLimits, PublishPath
 from exchange.rpc import Authenticator, MalformedRequests
@@ -88,6 +95,9 @@ class Gateway:
     ledger: LedgerWriter
     audit: AuditTasks
     metrics_server: Any = None
+    health_server: grpc.aio.Server | None = None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def target(self) -> str:
@@ -104,7 +114,7 @@ class Gateway:
                 bound, or another gateway uses the data directory.
         """
         credentials = _server_credentials(settings)
-        with contextlib.ExitStack() as cleanup:
+        async with contextlib.AsyncExitStack() as cleanup:
             lock = _lock_data_dir(settings.data_dir)
             cleanup.callback(lock.close)
             try:
@@ -113,8 +123,10 @@ class Gateway:
                 raise ValueError(str(exc)) from exc
             cleanup.callback(close_catalog, sessions)
             catalog = Catalog(sessions)
-            record_log = RecordLog(settings.log_path, synchronous=settings.synchronous)
-            cleanup.callback(record_log.close)
+            record_log = await open_log(
+                settings.log_url, settings.log_path, synchronous=settings.synchronous
+            )
+            cleanup.push_async_callback(record_log.close)
             for path in settings.data_dir.glob("*.db*"):
                 path.chmod(0o600)
             signer = load_or_create_gateway_key(settings)
@@ -125,18 +137,25 @@ class Gateway:
             server, health_servicer, publish = _build_server(
                 settings, catalog, record_log, signer, writer, audit
             )
-            await asyncio.to_thread(reconcile, sessions, record_log, publish.entry_of)
+            # Replicas share the log: leave the newest batches to the replica storing
+            # them, and look at them once more when they have settled.
+            shared = bool(settings.log_url)
+            settle = RECONCILE_SETTLE_SECONDS if shared else 0.0
+            await asyncio.to_thread(reconcile, sessions, record_log, publish.entry_of, settle)
             port = _bind(server, settings.listen, credentials)
             metrics_server = _start_metrics(settings.metrics_listen)
             if metrics_server is not None:
                 cleanup.callback(metrics_server.shutdown)
+            health_server = await _start_health(settings.health_listen, health_servicer)
+            if health_server is not None:
+                cleanup.push_async_callback(health_server.stop, None)
             await server.start()
             for name in ("", *SERVICE_NAMES):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
             audit.start()
             cleanup.pop_all()
         log.info("gateway serving on port %d", port)
-        return cls(
+        gateway = cls(
             settings,
             server,
             port,
@@ -147,19 +166,62 @@ class Gateway:
             writer,
             audit,
             metrics_server,
+            health_server,
         )
+        gateway.background.append(
+            asyncio.create_task(
+                gateway._reconcile_periodically(
+                    publish, settle, first=settle + 1 if shared else RECONCILE_INTERVAL_SECONDS
+                )
+            )
+        )
+        return gateway
+
+    async def _reconcile_periodically(
+        self, publish: PublishPath, settle: float, first: float
+    ) -> None:
+        """Looks again for stored batches without a ledger entry: first at the batches
+        the start-up pass left to settle, then every RECONCILE_INTERVAL_SECONDS (a
+        replica that died between its two commits may never start again)."""
+        wait = first
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), wait)
+                return
+            try:
+                await asyncio.to_thread(
+                    reconcile,
+                    self.catalog.sessions,
+                    self.log,
+                    publish.entry_of,
+                    settle,
+                    RECONCILE_LOOKBACK_SECONDS,
+                )
+            except Exception:
+                log.exception("reconciling the ledger with the record log failed")
+            wait = RECONCILE_INTERVAL_SECONDS
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stops serving, lets calls finish for ``grace`` seconds, signs a last checkpoint
         of the ledger and closes the stores."""
+        self.stopping.set()
+        if self.health_server is not None:
+            await self.health_server.stop(None)  # probes see the replica go first
         await self.server.stop(grace)
+        if self.background:  # a reconciliation pass under way may end (bounded)
+            await asyncio.wait(self.background, timeout=STOP_WAIT_SECONDS)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         await self.audit.stop()
         self.ledger.close()
-        self.log.close()
+        await self.log.close()
         close_catalog(self.catalog.sessions)
         self.lock.close()
+
+
+STOP_WAIT_SECONDS = 10.0  # for a reconciliation pass under way at stop
+HEALTH_PORT_CALLS = 8  # concurrent calls the plaintext health port takes
+RECONCILE_SETTLE_SECONDS = 5.0  # replicas: batches younger than this are another's to record
 
 
 def _lag(record_log: RecordLog, view: CatalogView) -> Callable[[], list[metrics.Lag]]:
@@ -167,8 +229,13 @@ def _lag(record_log: RecordLog, view: CatalogView) -> Callable[[], list[metrics.
 
     def read() -> list[metrics.Lag]:
         now = time.time()
-        out = []
-        for lag in record_log.lag():
+        out: list[metrics.Lag] = []
+        try:
+            lags = record_log.lag()
+        except Exception:  # the scrape goes on without the lag figures
+            log.exception("could not read the subscription lag from the record log")
+            return out
+        for lag in lags:
             try:
                 grant = view.grant(lag.system, lag.resource)
             except LijiaoError:
@@ -236,7 +303,14 @@ def _build_server(
     )
     publish = PublishPath(view, record_log, sizes, writer, limits.records)
     delivery = DeliveryPath(
-        view, record_log, signer, settings.ack_timeout_seconds, writer, settings.mask_policy()
+        view,
+        record_log,
+        signer,
+        settings.ack_timeout_seconds,
+        writer,
+        settings.mask_policy(),
+        settings.max_deliveries,
+        catalog.sessions,
     )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
         ExchangeServicer(auth, publish, delivery, signer), server
@@ -256,6 +330,22 @@ def _build_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return server, health_servicer, publish
+
+
+async def _start_health(
+    listen: str, servicer: health.aio.HealthServicer
+) -> grpc.aio.Server | None:
+    """A plaintext port serving grpc.health.v1 alone, for probes that cannot present a
+    client certificate (the kubelet's gRPC probe). It tells only whether the gateway
+    serves; every other service stays behind mutual TLS."""
+    if not listen:
+        return None
+    # unauthenticated: a few calls at a time (probes), no pile of Watch streams
+    server = grpc.aio.server(maximum_concurrent_rpcs=HEALTH_PORT_CALLS)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    _bind(server, listen, None)
+    await server.start()
+    return server
 
 
 def _start_metrics(listen: str) -> Any:

@@ -34,8 +34,12 @@ class Settings:
     Attributes:
         data_dir: Folder holding the SQLite files and the gateway key.
         database_url: SQLAlchemy URL of the catalog; default: catalog.db in data_dir.
+        log_url: Where the record log is: empty for log.db in data_dir (embedded
+            SQLite), ``nats://host:4222?prefix=lijiao`` for NATS JetStream (replicas).
         listen: host:port the gateway serves gRPC on.
         metrics_listen: host:port of the Prometheus /metrics endpoint; empty disables it.
+        health_listen: host:port of a plaintext port serving only grpc.health.v1, for
+            probes without a client certificate; empty (the default) disables it.
         gateway: host:port a client (CLI, adapter) connects to.
         token: Bearer token a client presents.
         tls_cert: PEM certificate the gateway serves with.
@@ -53,6 +57,9 @@ class Settings:
         max_record_bytes: Largest single encoded record.
         max_message_bytes: Largest gRPC message the gateway accepts.
         ack_timeout_seconds: Unacknowledged deliveries are sent again after this.
+        max_deliveries: A batch not acknowledged after this many deliveries to a
+            subscription is given up: a DEAD_LETTER ledger entry, and the cursor moves
+            on (0: deliver until acknowledged).
         synchronous: SQLite synchronous mode of the record log ("FULL" or "NORMAL").
         review_enabled: Run the platform's compliance review before the provider decides.
         review_days: Working days the compliance review may take.
@@ -85,8 +92,10 @@ class Settings:
 
     data_dir: Path = Path("lijiao-data")
     database_url: str = ""
+    log_url: str = ""
     listen: str = "127.0.0.1:7443"
     metrics_listen: str = "127.0.0.1:9464"
+    health_listen: str = ""
     gateway: str = "127.0.0.1:7443"
     token: str = field(default="", repr=False)
     tls_cert: Path | None = None
@@ -101,6 +110,7 @@ class Settings:
     max_record_bytes: int = 1 << 20
     max_message_bytes: int = 64 << 20
     ack_timeout_seconds: float = 30.0
+    max_deliveries: int = 0
     synchronous: str = "FULL"
     review_enabled: bool = True
     review_days: int = 2
@@ -258,6 +268,8 @@ class Settings:
             if "Path" in str(f.type) and isinstance(values.get(f.name), str):
                 values[f.name] = Path(values[f.name])
         settings = cls(**values)
+        if settings.max_deliveries < 0:
+            raise ValueError("LIJIAO_MAX_DELIVERIES must be 0 (no limit) or more")
         if settings.synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("LIJIAO_SYNCHRONOUS must be FULL or NORMAL")
         if settings.ledger_retention_days < RETENTION_MINIMUM_DAYS:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.gateway_harness import RunningGateway, drop_schemas
+from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas
 
 
 @pytest.fixture
@@ -73,8 +73,45 @@ def postgres_url(postgres_schema: str) -> str:
     )
 
 
+def require_nats() -> str:
+    """The NATS server's URL, or a skip (a failure when services are required)."""
+    import asyncio
+
+    import nats
+
+    from tests.gateway_harness import NATS_URL
+
+    async def reach() -> None:
+        connection = await asyncio.wait_for(
+            nats.connect(NATS_URL, connect_timeout=3, max_reconnect_attempts=1), 10
+        )
+        try:
+            await connection.jetstream().account_info()
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(reach())
+    except Exception as exc:
+        reason = f"NATS JetStream at {NATS_URL} is unreachable: {exc!r}"
+        if os.environ.get("LIJIAO_REQUIRE_SERVICES"):
+            pytest.fail(f"{reason} (LIJIAO_REQUIRE_SERVICES is set)")
+        pytest.skip(reason)
+    return NATS_URL
+
+
+@pytest.fixture
+def nats_log_url() -> str:
+    """A record-log URL on the NATS server with a fresh prefix, removed at the end."""
+    from tests.gateway_harness import nats_log_url as fresh
+
+    require_nats()
+    return fresh()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _drop_gateway_schemas() -> Iterator[None]:
     """PostgreSQL schemas made for test gateways go at the end of the session."""
     yield
     drop_schemas()
+    drop_prefixes()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -17,6 +18,30 @@ from catalog import schemas
 from exchange.envelope import digest_of_batch
 from exchange.signing import Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+
+class RawSubscription:
+    """A Subscribe stream driven by hand: the test decides what to acknowledge."""
+
+    def __init__(
+        self,
+        stub: exchange_pb2_grpc.ExchangeServiceStub,
+        opening: exchange_pb2.SubscriptionOpen,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._outgoing: asyncio.Queue[exchange_pb2.SubscribeRequest | None] = asyncio.Queue()
+        self._outgoing.put_nowait(exchange_pb2.SubscribeRequest(open=opening))
+        self.call = stub.Subscribe(self._requests(), metadata=tuple(metadata))
+
+    async def _requests(self) -> AsyncIterator[exchange_pb2.SubscribeRequest]:
+        while (item := await self._outgoing.get()) is not None:
+            yield item
+
+    def ack(self, offset: int) -> None:
+        """Acknowledges a delivered batch."""
+        self._outgoing.put_nowait(
+            exchange_pb2.SubscribeRequest(ack=exchange_pb2.DeliveryAck(offset=offset))
+        )
 
 
 def encode(schema: Any, records: Iterable[dict[str, Any]]) -> list[bytes]:

@@ -21,6 +21,7 @@ class LedgerEntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LEDGER_ENTRY_KIND_DENIAL: _ClassVar[LedgerEntryKind]
     LEDGER_ENTRY_KIND_LEDGER: _ClassVar[LedgerEntryKind]
     LEDGER_ENTRY_KIND_ANOMALY: _ClassVar[LedgerEntryKind]
+    LEDGER_ENTRY_KIND_DEAD_LETTER: _ClassVar[LedgerEntryKind]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +37,7 @@ LEDGER_ENTRY_KIND_DELIVERY: LedgerEntryKind
 LEDGER_ENTRY_KIND_DENIAL: LedgerEntryKind
 LEDGER_ENTRY_KIND_LEDGER: LedgerEntryKind
 LEDGER_ENTRY_KIND_ANOMALY: LedgerEntryKind
+LEDGER_ENTRY_KIND_DEAD_LETTER: LedgerEntryKind
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_AVRO: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat

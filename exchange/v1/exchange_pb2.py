@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xchange/v1/exchange.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\x0bRecordBatch\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x1a\n\x12schema_fingerprint\x18\x02 \x01(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07records\x18\x06 \x03(\x0c\x12\x16\n\x0esigning_key_id\x18\x07 \x01(\t\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"9\n\x0ePublishRequest\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.exchange.v1.RecordBatch\"x\n\x0fPublishResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x30\n\x0c\x64urable_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x10SubscribeRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.exchange.v1.SubscriptionOpenH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.exchange.v1.DeliveryAckH\x00\x42\x06\n\x04kind\"Q\n\x10SubscriptionOpen\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x14\n\x0csubscription\x18\x02 \x01(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\r\"<\n\x0b\x44\x65liveryAck\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x1d\n\x15\x64\x65\x61\x64_lettered_records\x18\x02 \x01(\r\"?\n\x11SubscribeResponse\x12*\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1b.exchange.v1.DeliveredBatch\"\xa6\x03\n\x0e\x44\x65liveredBatch\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x18\n\x10publisher_system\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12schema_fingerprint\x18\x07 \x01(\x0c\x12\x0e\n\x06schema\x18\x08 \x01(\t\x12\x0f\n\x07records\x18\t \x03(\x0c\x12\x17\n\x0fprovider_digest\x18\n \x01(\x0c\x12\x1a\n\x12provider_signature\x18\x0b \x01(\x0c\x12\x17\n\x0fprovider_key_id\x18\x0c \x01(\t\x12\x10\n\x08grant_id\x18\r \x01(\t\x12\x19\n\x11subscriber_system\x18\x0e \x01(\t\x12\x16\n\x0egateway_key_id\x18\x0f \x01(\t\x12\x19\n\x11gateway_signature\x18\x10 \x01(\x0c\x12\x18\n\x10\x64\x65livery_attempt\x18\x11 \x01(\r\"\x16\n\x14GetGatewayKeyRequest\";\n\x15GetGatewayKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x32\x83\x02\n\x0f\x45xchangeService\x12H\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse(\x01\x30\x01\x12N\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse(\x01\x30\x01\x12V\n\rGetGatewayKey\x12!.exchange.v1.GetGatewayKeyRequest\x1a\".exchange.v1.GetGatewayKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xchange/v1/exchange.proto\x12\x0b\x65xchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\x0bRecordBatch\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x1a\n\x12schema_fingerprint\x18\x02 \x01(\x0c\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07records\x18\x06 \x03(\x0c\x12\x16\n\x0esigning_key_id\x18\x07 \x01(\t\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"9\n\x0ePublishRequest\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.exchange.v1.RecordBatch\"x\n\x0fPublishResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x30\n\x0c\x64urable_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x10SubscribeRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.exchange.v1.SubscriptionOpenH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.exchange.v1.DeliveryAckH\x00\x42\x06\n\x04kind\"\xaa\x01\n\x10SubscriptionOpen\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x14\n\x0csubscription\x18\x02 \x01(\t\x12\x15\n\rmax_in_flight\x18\x03 \x01(\r\x12\x1c\n\x12start_after_offset\x18\x04 \x01(\x04H\x00\x12\x30\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x07\n\x05start\"<\n\x0b\x44\x65liveryAck\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x1d\n\x15\x64\x65\x61\x64_lettered_records\x18\x02 \x01(\r\"?\n\x11SubscribeResponse\x12*\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1b.exchange.v1.DeliveredBatch\"\xa6\x03\n\x0e\x44\x65liveredBatch\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x18\n\x10publisher_system\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12schema_fingerprint\x18\x07 \x01(\x0c\x12\x0e\n\x06schema\x18\x08 \x01(\t\x12\x0f\n\x07records\x18\t \x03(\x0c\x12\x17\n\x0fprovider_digest\x18\n \x01(\x0c\x12\x1a\n\x12provider_signature\x18\x0b \x01(\x0c\x12\x17\n\x0fprovider_key_id\x18\x0c \x01(\t\x12\x10\n\x08grant_id\x18\r \x01(\t\x12\x19\n\x11subscriber_system\x18\x0e \x01(\t\x12\x16\n\x0egateway_key_id\x18\x0f \x01(\t\x12\x19\n\x11gateway_signature\x18\x10 \x01(\x0c\x12\x18\n\x10\x64\x65livery_attempt\x18\x11 \x01(\r\"\x16\n\x14GetGatewayKeyRequest\";\n\x15GetGatewayKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x32\x83\x02\n\x0f\x45xchangeService\x12H\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse(\x01\x30\x01\x12N\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x1e.exchange.v1.SubscribeResponse(\x01\x30\x01\x12V\n\rGetGatewayKey\x12!.exchange.v1.GetGatewayKeyRequest\x1a\".exchange.v1.GetGatewayKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,18 +40,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHRESPONSE']._serialized_end=462
   _globals['_SUBSCRIBEREQUEST']._serialized_start=464
   _globals['_SUBSCRIBEREQUEST']._serialized_end=578
-  _globals['_SUBSCRIPTIONOPEN']._serialized_start=580
-  _globals['_SUBSCRIPTIONOPEN']._serialized_end=661
-  _globals['_DELIVERYACK']._serialized_start=663
-  _globals['_DELIVERYACK']._serialized_end=723
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=725
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=788
-  _globals['_DELIVEREDBATCH']._serialized_start=791
-  _globals['_DELIVEREDBATCH']._serialized_end=1213
-  _globals['_GETGATEWAYKEYREQUEST']._serialized_start=1215
-  _globals['_GETGATEWAYKEYREQUEST']._serialized_end=1237
-  _globals['_GETGATEWAYKEYRESPONSE']._serialized_start=1239
-  _globals['_GETGATEWAYKEYRESPONSE']._serialized_end=1298
-  _globals['_EXCHANGESERVICE']._serialized_start=1301
-  _globals['_EXCHANGESERVICE']._serialized_end=1560
+  _globals['_SUBSCRIPTIONOPEN']._serialized_start=581
+  _globals['_SUBSCRIPTIONOPEN']._serialized_end=751
+  _globals['_DELIVERYACK']._serialized_start=753
+  _globals['_DELIVERYACK']._serialized_end=813
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=815
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=878
+  _globals['_DELIVEREDBATCH']._serialized_start=881
+  _globals['_DELIVEREDBATCH']._serialized_end=1303
+  _globals['_GETGATEWAYKEYREQUEST']._serialized_start=1305
+  _globals['_GETGATEWAYKEYREQUEST']._serialized_end=1327
+  _globals['_GETGATEWAYKEYRESPONSE']._serialized_start=1329
+  _globals['_GETGATEWAYKEYRESPONSE']._serialized_end=1388
+  _globals['_EXCHANGESERVICE']._serialized_start=1391
+  _globals['_EXCHANGESERVICE']._serialized_end=1650
 # @@protoc_insertion_point(module_scope)

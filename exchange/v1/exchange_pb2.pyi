@@ -56,14 +56,18 @@ class SubscribeRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[SubscriptionOpen, _Mapping]] = ..., ack: _Optional[_Union[DeliveryAck, _Mapping]] = ...) -> None: ...
 
 class SubscriptionOpen(_message.Message):
-    __slots__ = ("resource", "subscription", "max_in_flight")
+    __slots__ = ("resource", "subscription", "max_in_flight", "start_after_offset", "start_time")
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
     resource: str
     subscription: str
     max_in_flight: int
-    def __init__(self, resource: _Optional[str] = ..., subscription: _Optional[str] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+    start_after_offset: int
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, resource: _Optional[str] = ..., subscription: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., start_after_offset: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeliveryAck(_message.Message):
     __slots__ = ("offset", "dead_lettered_records")

@@ -132,11 +132,7 @@ def start(config: Path) -> subprocess.Popen[bytes]:
 
 
 def stored_records(gateway: RunningGateway) -> int:
-    with sqlite3.connect(gateway.settings.log_path) as db:
-        value = db.execute(
-            "SELECT coalesce(sum(record_count), 0) FROM batches WHERE resource = 'LICENCES'"
-        ).fetchone()[0]
-    return int(value)
+    return gateway.stored_records("LICENCES")
 
 
 def test_adapters_survive_sigkill_with_nothing_lost_and_nothing_duplicated(
@@ -282,3 +278,64 @@ def test_a_bad_signing_key_file_is_a_config_error(gateway: RunningGateway,
     result = CliRunner().invoke(main, ["adapter", "check", str(paths["publisher"])])
     assert result.exit_code != 0
     assert "gateway.signing_key" in result.output
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("start_after_offset = 3\nstart_time = 2026-11-01T00:00:00+08:00\n", "not both"),
+        ("start_time = 2026-11-01T00:00:00\n", "start_time: give a time with its UTC offset"),
+        ("start_after_offset = -1\n", "start_after_offset: expected 0 or more"),
+        ('start_after_offset = "3"\n', "start_after_offset: expected int"),
+    ],
+)
+def test_a_replay_start_in_a_subscription_is_checked(
+    gateway: RunningGateway, tmp_path: Path, lines: str, message: str
+) -> None:
+    paths = set_up(gateway, tmp_path, 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        paths["subscriber"].read_text().replace('sink = "sql"\n', 'sink = "sql"\n' + lines)
+    )
+    result = CliRunner().invoke(main, ["adapter", "check", str(bad)])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_a_subscription_replays_from_an_offset(gateway: RunningGateway, tmp_path: Path) -> None:
+    """`lijiao adapter run` passes the replay start to the gateway: a new subscription
+    that starts after the first batch's offset receives only the batches after it."""
+    from adapters.config import load
+    from adapters.runner import Runner
+    from catalog import ledger
+    from catalog.ledger import EntryFilter, EntryKind
+
+    paths = set_up(gateway, tmp_path, 500)  # two batches of 250
+
+    async def run_until(config: Path, done: Any) -> None:
+        runner = Runner(load(config), report_seconds=0)
+        task = asyncio.create_task(runner.run())
+        deadline = time.monotonic() + 60
+        try:
+            while not done():
+                assert time.monotonic() < deadline, f"{config.name} did not finish"
+                await asyncio.sleep(0.1)
+        finally:
+            runner.stop()
+            await task
+
+    asyncio.run(run_until(paths["publisher"], lambda: stored_records(gateway) == 500))
+    sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+    stored = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.BATCH,)), 10)
+    first = min(entry.position for entry in stored if entry.resource == "LICENCES")
+    replay = tmp_path / "replay.toml"
+    replay.write_text(
+        paths["subscriber"]
+        .read_text()
+        .replace(
+            'sink = "sql"\n',
+            f'sink = "sql"\nsubscription = "rerun"\nstart_after_offset = {first}\n',
+        )
+    )
+    asyncio.run(run_until(replay, lambda: count(paths["civil"]) >= 250))
+    assert table_rows(paths["civil"]) == table_rows(paths["market"])[250:]

@@ -491,3 +491,33 @@ def test_pruning_refuses_a_ledger_that_does_not_verify(book: Book, tmp_path: Pat
     with pytest.raises(LedgerTampered, match="entry 2 was modified"):
         apply_retention(book.sessions, book.signer, audit)
     assert len(book.rows()) == 5 and not audit.archive_dir.exists()
+
+
+def test_a_stored_batch_gets_one_entry_whoever_records_it(book: Book) -> None:
+    """Two replicas may both record a batch (one stored it, the other answered the
+    resend or reconciled): the ledger keeps the first and the chain still verifies."""
+
+    def stored(position: int, resource: str = "RESIDENTS", batch_id: str = "") -> NewEntry:
+        return NewEntry(
+            EntryKind.BATCH,
+            "batch.stored",
+            system="PSB-HUKOU",
+            resource=resource,
+            subject=batch_id or f"b-{position}",
+            position=position,
+        )
+
+    book.append(stored(1), stored(2))
+    book.append(stored(2), stored(3), stored(3))
+    book.append(stored(2, "OTHER"))  # the same position in another stream is another batch
+    # a log restored from a backup numbers new batches again: another batch id is recorded
+    book.append(stored(3, batch_id="after-restore"))
+    batches = ledger.entries(book.sessions, EntryFilter(kinds=(EntryKind.BATCH,)), 100)
+    assert sorted((e.resource, e.position, e.subject) for e in batches) == [
+        ("OTHER", 2, "b-2"),
+        ("RESIDENTS", 1, "b-1"),
+        ("RESIDENTS", 2, "b-2"),
+        ("RESIDENTS", 3, "after-restore"),
+        ("RESIDENTS", 3, "b-3"),
+    ]
+    assert book.verify().ok

@@ -25,7 +25,7 @@ from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
 from exchange import envelope
 from exchange.cli import main
-from exchange.log import NewBatch, RecordLog
+from exchange.log import NewBatch, open_log
 from tests.exchange.test_subscribe import publish_batches, receive
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, signed_batch
@@ -375,9 +375,8 @@ def test_a_stored_batch_missing_from_the_ledger_is_recorded_at_start(
         encode(PERSON_SCHEMA, [person(7)]),
         batch_id="crashed-1",
     )
-    log = RecordLog(gateway.settings.log_path)
-
     async def append() -> None:
+        log = await open_log(gateway.settings.log_url, gateway.settings.log_path)
         await log.append(
             NewBatch(
                 "RESIDENTS",
@@ -392,11 +391,15 @@ def test_a_stored_batch_missing_from_the_ledger_is_recorded_at_start(
                 batch.SerializeToString(),
             )
         )
+        await log.close()
 
     asyncio.run(append())
-    log.close()
     gateway.start()
-    recovered = auditor.entries(kinds=[BATCH], subject="crashed-1")
+    # on a log shared by replicas the newest batches are looked at once they settle
+    deadline = time.monotonic() + 30
+    while not (recovered := auditor.entries(kinds=[BATCH], subject="crashed-1")):
+        assert time.monotonic() < deadline, "the stored batch never reached the ledger"
+        time.sleep(0.5)
     assert len(recovered) == 1
     assert json.loads(recovered[0].content)["details"]["recovered"] is True
     assert auditor.call("VerifyLedger", pb.VerifyLedgerRequest()).ok

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,9 +56,8 @@ def world(gateway: RunningGateway) -> World:
 
 def state(world: World) -> tuple[int, int, int]:
     """(stored batches, cursors, ledger entries other than denials)."""
-    with sqlite3.connect(world.gateway.settings.log_path) as conn:
-        batches = conn.execute("SELECT count(*) FROM batches").fetchone()[0]
-        cursors = conn.execute("SELECT count(*) FROM cursors").fetchone()[0]
+    batches = world.gateway.stored_batches()
+    cursors = world.gateway.cursor_count()
     engine = world.gateway.gateway.catalog.sessions.kw["bind"]  # type: ignore[union-attr]
     with engine.connect() as conn:
         others = conn.execute(

@@ -15,7 +15,7 @@ from adapters.errors import GatewayRefusal, error_info
 from adapters.publisher import Publisher
 from catalog.v1 import catalog_pb2 as pb
 from exchange.envelope import digest_of_batch
-from exchange.log import NewBatch, RecordLog
+from exchange.log import NewBatch, SqliteLog
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, signed_batch
 from tests.world import PERSON_SCHEMA, World, build_world, person
@@ -70,7 +70,7 @@ def test_a_batch_the_log_cannot_store_fails_alone_in_its_commit_group(tmp_path: 
         )
 
     async def run() -> list[Any]:
-        log = RecordLog(tmp_path / "log.db")
+        log = SqliteLog(tmp_path / "log.db")
         try:
             return await asyncio.gather(
                 log.append(new("good-1", 1)),
@@ -79,7 +79,7 @@ def test_a_batch_the_log_cannot_store_fails_alone_in_its_commit_group(tmp_path: 
                 return_exceptions=True,
             )
         finally:
-            log.close()
+            await log.close()
 
     first, bad, second = asyncio.run(run())
     assert isinstance(bad, OverflowError)

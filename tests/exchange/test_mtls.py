@@ -24,6 +24,7 @@ from catalog.v1 import catalog_pb2_grpc
 from exchange import pki
 from exchange.cli import main
 from tests.gateway_harness import RunningGateway
+from tests.wire import RawSubscription
 
 
 def where(gateway: RunningGateway) -> list[str]:
@@ -348,16 +349,10 @@ def test_an_open_stream_ends_soon_after_its_certificate_is_revoked(
             ca_cert=deployment.ca.folder / pki.CA_CERT,
             client_cert=system,
         )
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        await queue.put(
-            exchange_pb2.SubscribeRequest(open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS"))
-        )
-
-        async def requests() -> Any:
-            while (item := await queue.get()) is not None:
-                yield item
-
-        call = exchange_pb2_grpc.ExchangeServiceStub(aio).Subscribe(requests())
+        call = RawSubscription(
+            exchange_pb2_grpc.ExchangeServiceStub(aio),
+            exchange_pb2.SubscriptionOpen(resource="RESIDENTS"),
+        ).call
         await call.initial_metadata()  # the stream is open and idle
         revoked = await asyncio.to_thread(
             CliRunner().invoke,

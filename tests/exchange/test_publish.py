@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import sqlite3
 from typing import Any
 
 import grpc
@@ -24,8 +23,7 @@ def world(gateway: RunningGateway) -> World:
 
 
 def stored_batches(gateway: RunningGateway) -> int:
-    with sqlite3.connect(gateway.settings.log_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM batches").fetchone()[0])
+    return gateway.stored_batches()
 
 
 def good_batch(world: World, batch_id: str = "b-1", n: int = 3) -> Any:

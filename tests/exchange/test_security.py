@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +51,7 @@ def resign(signer: Ed25519Signer, b: Any) -> Any:
 
 
 def stored(world: World) -> int:
-    with sqlite3.connect(world.gateway.settings.log_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM batches").fetchone()[0])
+    return world.gateway.stored_batches()
 
 
 def entries(world: World, kind: EntryKind) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from adapters.connection import auth_metadata, open_blocking_channel
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from exchange import pki
+from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
 
 
@@ -96,7 +98,9 @@ def test_a_port_in_use_is_a_clear_error(gateway: RunningGateway, tmp_path: Path)
 
 def test_the_data_directory_is_private_to_the_gateway(gateway: RunningGateway) -> None:
     assert gateway.data_dir.stat().st_mode & 0o777 == 0o700
-    names = ["log.db", "gateway-signing-key.pem"]
+    names = ["gateway-signing-key.pem"]
+    if not gateway.settings.log_url:
+        names.append("log.db")
     if not gateway.settings.database_url:
         names.append("catalog.db")
     for name in names:
@@ -139,8 +143,12 @@ def test_workflow_settings_reach_the_gateway(tmp_path: Path) -> None:
     holidays = tmp_path / "holidays.txt"
     holidays.write_text("2026-10-01..2026-10-07\n+2026-09-27\n")
     settings = Settings.load(
-        env={"LIJIAO_HOLIDAY_FILE": str(holidays), "LIJIAO_REVIEW_ENABLED": "0",
-             "LIJIAO_PROVIDER_DAYS": "5", "LIJIAO_MASKS": "PHONE=full, NAME=keep_first_last:1:0"}
+        env={
+            "LIJIAO_HOLIDAY_FILE": str(holidays),
+            "LIJIAO_REVIEW_ENABLED": "0",
+            "LIJIAO_PROVIDER_DAYS": "5",
+            "LIJIAO_MASKS": "PHONE=full, NAME=keep_first_last:1:0",
+        }
     )
     rules = settings.governance_rules()
     assert (rules.review_enabled, rules.provider_days) == (False, 5)
@@ -179,3 +187,24 @@ def test_a_bad_holiday_file_names_its_line(tmp_path: Path) -> None:
     holidays.write_text("2026-10-01\n2026/10/02\n")
     with pytest.raises(ValueError, match=r"holidays\.txt:2"):
         RunningGateway(tmp_path / "gw", holiday_file=holidays)
+
+
+def test_the_health_port_answers_probes_and_serves_nothing_else(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = RunningGateway(tmp_path / "gw", health_listen=f"127.0.0.1:{port}")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="exchange.v1.ExchangeService"),
+                timeout=5,
+            )
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                exchange_pb2_grpc.ExchangeServiceStub(channel).GetGatewayKey(
+                    exchange_pb2.GetGatewayKeyRequest(), timeout=5
+                )
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+    finally:
+        running.stop()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
+import time
 from typing import Any
 
 import grpc
@@ -12,11 +15,13 @@ import pytest
 from adapters.connection import auth_metadata, open_channel
 from adapters.errors import GatewayRefusal, error_info
 from adapters.subscriber import ReceivedBatch, Subscriber
+from catalog import ledger
+from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import catalog_pb2 as pb
 from exchange import envelope, signing
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
-from tests.wire import encode, publish, signed_batch
+from tests.wire import RawSubscription, encode, publish, signed_batch
 from tests.world import PERSON_SCHEMA, World, build_world, person
 
 
@@ -43,8 +48,11 @@ def publish_batches(
     assert outcome.code is None and len(outcome.acks) == count, outcome.details
 
 
-def receive(world: World, system: str, until: int, **options: Any) -> list[ReceivedBatch]:
-    """Runs the SDK subscriber until ``until`` records arrived; returns the batches."""
+def receive(
+    world: World, system: str, until: int, seconds: float = 20, **options: Any
+) -> list[ReceivedBatch]:
+    """Runs the SDK subscriber until ``until`` records arrived (``until=0``: for
+    ``seconds``); returns the batches."""
     got: list[ReceivedBatch] = []
 
     async def run() -> None:
@@ -58,7 +66,10 @@ def receive(world: World, system: str, until: int, **options: Any) -> list[Recei
                 subscriber.stop()
 
         try:
-            await asyncio.wait_for(subscriber.run(handle), 20)
+            await asyncio.wait_for(subscriber.run(handle), seconds)
+        except TimeoutError:
+            if until:
+                raise
         finally:
             await subscriber.close()
 
@@ -71,32 +82,20 @@ async def raw_receive(
 ) -> list[exchange_pb2.DeliveredBatch]:
     """Opens a raw Subscribe stream, takes ``count`` batches, acks them or not, hangs up."""
     channel = open_channel(world.gateway.target, insecure=True, quiet=True)
-    stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    await queue.put(
-        exchange_pb2.SubscribeRequest(
-            open=exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription=subscription)
-        )
+    stream = RawSubscription(
+        exchange_pb2_grpc.ExchangeServiceStub(channel),
+        exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription=subscription),
+        auth_metadata(world.systems[system].token),
     )
-
-    async def requests() -> Any:
-        while (item := await queue.get()) is not None:
-            yield item
-
-    call = stub.Subscribe(requests(), metadata=auth_metadata(world.systems[system].token))
     got: list[exchange_pb2.DeliveredBatch] = []
-    async for response in call:
+    async for response in stream.call:
         got.append(response.batch)
         if ack:
-            await queue.put(
-                exchange_pb2.SubscribeRequest(
-                    ack=exchange_pb2.DeliveryAck(offset=response.batch.offset)
-                )
-            )
+            stream.ack(response.batch.offset)
         if len(got) == count:
             break
     await asyncio.sleep(0.2)  # let the acks reach the gateway
-    call.cancel()
+    stream.call.cancel()
     await channel.close()
     return got
 
@@ -349,3 +348,160 @@ def test_an_idle_subscriber_survives_gateway_restarts_spaced_beyond_its_budget(
         return got
 
     assert asyncio.run(run()) == ["b-510104-0"]
+
+
+def test_a_new_subscription_replays_from_an_offset_or_a_time(world: World) -> None:
+    publish_batches(world, 2, start=0)
+    time.sleep(0.05)
+    middle = datetime.datetime.now(datetime.UTC)
+    time.sleep(0.05)
+    publish_batches(world, 2, start=2)
+    everything = receive(world, "CIVIL-AFFAIRS", until=8)
+    offsets = [b.offset for b in everything]
+    after = receive(
+        world, "CIVIL-AFFAIRS", until=4, subscription="rerun-1", start_after_offset=offsets[1]
+    )
+    since = receive(world, "CIVIL-AFFAIRS", until=4, subscription="rerun-2", start_time=middle)
+    assert [b.offset for b in after] == offsets[2:]
+    assert [b.offset for b in since] == offsets[2:]
+    # a subscription with a cursor keeps it: a start point never moves it back
+    more = receive(
+        world, "CIVIL-AFFAIRS", until=0, subscription="rerun-1", start_after_offset=0, seconds=1
+    )
+    assert more == []
+
+
+def test_a_replay_start_time_out_of_range_is_refused(world: World) -> None:
+    async def run() -> str:
+        channel = open_channel(world.gateway.target, insecure=True, quiet=True)
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+        opening = exchange_pb2.SubscriptionOpen(resource="RESIDENTS", subscription="bad")
+        opening.start_time.seconds = -5
+        call = stub.Subscribe(
+            iter([exchange_pb2.SubscribeRequest(open=opening)]),
+            metadata=auth_metadata(world.systems["CIVIL-AFFAIRS"].token),
+        )
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as error:
+            return f"{error.code().name} {error_info(error)[0]}"
+        finally:
+            await channel.close()
+        return "no error"
+
+    assert asyncio.run(run()) == "INVALID_ARGUMENT INVALID_FIELD"
+    assert world.gateway.cursor_count() == 0
+
+
+def test_a_batch_never_acknowledged_goes_to_the_dead_letter_list(tmp_path: Any) -> None:
+    gateway = RunningGateway(tmp_path / "gw", max_deliveries=2)
+    try:
+        world = build_world(gateway)
+        publish_batches(world, 1, start=0)
+        for attempt in (1, 2):
+            got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=False))
+            assert [(b.batch_id, b.delivery_attempt) for b in got] == [("b-510104-0", attempt)]
+        publish_batches(world, 1, start=1)
+        got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=True))
+        assert [b.batch_id for b in got] == ["b-510104-1"], "the given-up batch is skipped"
+        sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+        dead = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DEAD_LETTER,)), 10)
+        assert [(e.subject, e.system) for e in dead] == [("b-510104-0", "CIVIL-AFFAIRS")]
+        assert json.loads(dead[0].content)["details"]["delivery_attempts"] == 2
+        # the batch stays in the log: a replay under a new name delivers it again
+        again = receive(world, "CIVIL-AFFAIRS", until=2, subscription="redrive")
+        assert next(b.batch_id for b in again) == "b-510104-0"
+    finally:
+        gateway.stop()
+
+
+def test_on_one_stream_a_stuck_batch_is_given_up_and_the_acknowledged_ones_are_not(
+    tmp_path: Any,
+) -> None:
+    """One long stream, a short ack timeout, a window of three: the subscriber acks the
+    second and third batches every time, never the first."""
+    gateway = RunningGateway(tmp_path / "gw", max_deliveries=2, ack_timeout_seconds=0.3)
+    try:
+        world = build_world(gateway)
+        publish_batches(world, 3, start=0)
+
+        seen: list[tuple[str, int]] = []
+
+        def dead_letters() -> list[Any]:
+            sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+            return ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DEAD_LETTER,)), 10)
+
+        async def run() -> None:
+            channel = open_channel(gateway.target, insecure=True, quiet=True)
+            stream = RawSubscription(
+                exchange_pb2_grpc.ExchangeServiceStub(channel),
+                exchange_pb2.SubscriptionOpen(resource="RESIDENTS", max_in_flight=3),
+                auth_metadata(world.systems["CIVIL-AFFAIRS"].token),
+            )
+            try:
+                async for response in stream.call:
+                    batch = response.batch
+                    seen.append((batch.batch_id, batch.delivery_attempt))
+                    if batch.batch_id != "b-510104-0":
+                        stream.ack(batch.offset)
+            finally:
+                stream.call.cancel()
+                await channel.close()
+
+        async def watch() -> None:
+            task = asyncio.create_task(run())
+            deadline = asyncio.get_running_loop().time() + 20
+            while not dead_letters():
+                assert asyncio.get_running_loop().time() < deadline, "nothing was given up"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)  # the stream goes on past the given-up batch
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(watch())
+        assert seen[:3] == [("b-510104-0", 1), ("b-510104-1", 1), ("b-510104-2", 1)]
+        assert ("b-510104-0", 2) in seen
+        assert ("b-510104-1", 2) not in seen, "an acknowledged batch was sent again"
+        sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+        assert [e.subject for e in dead_letters()] == ["b-510104-0"]
+        delivered = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DELIVERY,)), 10)
+        assert sorted(e.subject for e in delivered) == ["b-510104-1", "b-510104-2"]
+    finally:
+        gateway.stop()
+
+
+def wait_for_kept_attempts(gateway: RunningGateway, attempts: int) -> None:
+    from exchange.delivery import load_attempts
+
+    sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while load_attempts(sessions, "CIVIL-AFFAIRS", "RESIDENTS", "default", 0) != {1: attempts}:
+        assert time.monotonic() < deadline, "the attempts were not kept"
+        time.sleep(0.05)
+
+
+def test_the_delivery_count_holds_across_a_gateway_restart(tmp_path: Any) -> None:
+    """Attempts left unacknowledged are kept in the catalog database, so a restarted
+    gateway (or another replica) goes on counting instead of starting again at one."""
+    gateway = RunningGateway(tmp_path / "gw", max_deliveries=2)
+    try:
+        world = build_world(gateway)
+        publish_batches(world, 1, start=0)
+        got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=False))
+        assert [b.delivery_attempt for b in got] == [1]
+        wait_for_kept_attempts(gateway, 1)  # the stream's end stores them (a worker thread)
+        gateway.restart()
+        got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=False))
+        assert [b.delivery_attempt for b in got] == [2], "the count went on after the restart"
+        wait_for_kept_attempts(gateway, 2)
+        gateway.restart()
+        publish_batches(world, 1, start=1)
+        got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=True))
+        assert [b.batch_id for b in got] == ["b-510104-1"], "given up after two deliveries"
+        sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+        dead = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DEAD_LETTER,)), 10)
+        assert [e.subject for e in dead] == ["b-510104-0"]
+    finally:
+        gateway.stop()

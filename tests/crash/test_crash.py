@@ -1,0 +1,427 @@
+"""Crash tests: gateways killed with SIGKILL during a transfer lose nothing acknowledged
+and store nothing twice.
+
+Two shapes:
+
+- two replicas over PostgreSQL and NATS JetStream, publishers and subscribers connected
+  to both (a two-address target: each client prefers one replica and fails over to the
+  other); a replica is killed at random moments several times and started again;
+- one embedded gateway (SQLite catalog and log), killed and restarted in place.
+
+At the end every acknowledged record reached both subscribers' idempotent sinks, no
+record arrived under two offsets (the log stored no batch twice), the log holds exactly
+the records sent, and ``lijiao audit verify`` passes. Each test writes one JSON line of
+figures to the file ``LIJIAO_CRASH_REPORT`` names, if set (`.ci/run` prints them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from adapters.publisher import Publisher, encode_records
+from adapters.subscriber import ReceivedBatch, Subscriber
+from catalog.credentials import issue_token_at
+from catalog.models import Role
+from tests.gateway_harness import RunningGateway, jetstream_records
+from tests.world import PERSON_SCHEMA, World, build_world, person
+
+RECORDS = 200_000
+BATCH = 500
+KILLS = 4
+DEADLINE_SECONDS = 600  # a generous bound for a hung transfer, not a speed check
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    """A ``lijiao serve`` process that can be killed and started again in place."""
+
+    name: str
+    data_dir: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        log = (self.data_dir.parent / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exchange.cli", "serve", "--insecure"],
+            env={
+                **os.environ,
+                **self.env,
+                "LIJIAO_DATA_DIR": str(self.data_dir),
+                "LIJIAO_LISTEN": f"127.0.0.1:{self.port}",
+                "LIJIAO_METRICS_LISTEN": "",
+            },
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self.starts += 1
+        self.wait_ready()
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                assert self.process is not None and self.process.poll() is None, (
+                    f"{self.name} exited: see {self.data_dir.parent / (self.name + '.log')}"
+                )
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                assert time.monotonic() < deadline, f"{self.name} did not start"
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+
+
+@dataclass
+class Sink:
+    """An idempotent sink: stores a batch once per offset, whatever the redeliveries."""
+
+    expected: set[str]
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    offsets: set[int] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+    stored_twice: int = 0  # records that arrived under a second offset
+    redelivered: int = 0  # batches delivered again (the sink ignored them)
+
+    def __call__(self, batch: ReceivedBatch) -> None:
+        if batch.offset in self.offsets:
+            self.redelivered += 1
+            return
+        self.offsets.add(batch.offset)
+        for record in batch.records:
+            if record["id_number"] in self.ids:
+                self.stored_twice += 1
+            self.ids.add(record["id_number"])
+        if self.ids >= self.expected:
+            self.complete.set()
+
+
+@dataclass
+class Transfer:
+    """What the clients saw."""
+
+    acked: set[str] = field(default_factory=set)
+    duplicate_acks: int = 0
+    sinks: dict[str, Sink] = field(default_factory=dict)
+
+
+def two_address(first: int, second: int) -> str:
+    """A target that prefers ``first`` and fails over to ``second`` (gRPC pick_first)."""
+    return f"ipv4:127.0.0.1:{first},127.0.0.1:{second}"
+
+
+async def run_transfer(
+    world: World,
+    publishers: list[tuple[str, str]],  # (system code, target)
+    subscribers: list[tuple[str, str]],
+    killer: Callable[[asyncio.Event], Any],
+) -> Transfer:
+    """Publishes RECORDS records split over the publishers while ``killer`` runs, then
+    waits until every subscriber's sink holds every acknowledged record."""
+    transfer = Transfer()
+    share = RECORDS // len(publishers)
+    expected = {person(i)["id_number"] for i in range(share * len(publishers))}
+
+    async def publish(index: int, code: str, target: str) -> None:
+        system = world.systems[code]
+        async with Publisher(
+            target, system.token, system.signer, insecure=True, retry_seconds=120
+        ) as publisher:
+            schema = publisher.schema(PERSON_SCHEMA)
+            futures = []
+            for start in range(index * share, (index + 1) * share, BATCH):
+                rows = [person(i) for i in range(start, start + BATCH)]
+                batch = publisher.build(
+                    "RESIDENTS", schema, encode_records(schema, rows), f"{code}-{start}"
+                )
+                futures.append((rows, await publisher.send(batch)))
+            for rows, future in futures:
+                ack = await future
+                transfer.duplicate_acks += ack.duplicate
+                transfer.acked.update(row["id_number"] for row in rows)
+
+    async def subscribe(code: str, target: str) -> None:
+        sink = transfer.sinks[code] = Sink(expected)
+        subscriber = Subscriber(
+            target, world.systems[code].token, "RESIDENTS", insecure=True, retry_seconds=120
+        )
+
+        async def watch() -> None:
+            await sink.complete.wait()
+            subscriber.stop()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(subscriber.run(sink), DEADLINE_SECONDS)
+        finally:
+            watcher.cancel()
+            await subscriber.close()
+
+    stop_killing = asyncio.Event()
+    killing = asyncio.create_task(killer(stop_killing))
+    receiving = [asyncio.create_task(subscribe(code, target)) for code, target in subscribers]
+    await asyncio.gather(*(publish(i, code, target) for i, (code, target) in enumerate(publishers)))
+    stop_killing.set()
+    await killing
+    await asyncio.gather(*receiving)
+    return transfer
+
+
+def city(gateway: RunningGateway) -> World:
+    """PSB owns RESIDENTS and publishes from two systems; CIVIL receives on two."""
+    world = build_world(gateway)
+    world.system("PSB-CENSUS", "PSB")
+    world.system("CIVIL-WELFARE", "CIVIL")
+    world.grant("RESIDENTS", "CIVIL-WELFARE")
+    return world
+
+
+def audit_verify(port: int, catalog_url: str) -> str:
+    """Runs ``lijiao audit verify`` against a gateway as an auditor; returns its output."""
+    token = issue_token_at(catalog_url, name="crash-auditor", role=Role.AUDITOR)
+    result = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "audit", "verify"],
+        env={
+            **os.environ,
+            "LIJIAO_GATEWAY": f"127.0.0.1:{port}",
+            "LIJIAO_TOKEN": token,
+            "LIJIAO_INSECURE": "true",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+def report(figures: dict[str, Any]) -> None:
+    line = json.dumps(figures)
+    print(line)
+    target = os.environ.get("LIJIAO_CRASH_REPORT")
+    if target:
+        with open(target, "a") as out:
+            out.write(line + "\n")
+
+
+def check(transfer: Transfer, stored_records: int) -> dict[str, Any]:
+    """The figures of a transfer, after asserting nothing was lost or stored twice."""
+    lost = {code: len(transfer.acked - sink.ids) for code, sink in transfer.sinks.items()}
+    twice = {code: sink.stored_twice for code, sink in transfer.sinks.items()}
+    assert len(transfer.acked) == RECORDS, "every batch was acknowledged in the end"
+    assert all(count == 0 for count in lost.values()), f"lost records: {lost}"
+    assert all(count == 0 for count in twice.values()), f"records stored twice: {twice}"
+    assert stored_records == RECORDS, f"the log holds {stored_records} records"
+    return {
+        "records": RECORDS,
+        "acknowledged": len(transfer.acked),
+        "duplicate_acks": transfer.duplicate_acks,
+        "lost": sum(lost.values()),
+        "stored_twice": sum(twice.values()),
+        "redelivered_batches": {c: s.redelivered for c, s in transfer.sinks.items()},
+        "log_records": stored_records,
+    }
+
+
+def one_entry_per_batch(catalog_url: str) -> int:
+    """Asserts the ledger holds exactly one BATCH entry per stored batch; returns the
+    count."""
+    engine = sa.create_engine(catalog_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT resource, position, count(*) FROM ledger_entries "
+                    "WHERE kind = 'BATCH' GROUP BY resource, position"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    twice = [tuple(row) for row in rows if row[2] != 1]
+    assert not twice, f"batches with more than one BATCH entry: {twice[:5]}"
+    assert len(rows) == RECORDS // BATCH, f"{len(rows)} BATCH entries"
+    return len(rows)
+
+
+def make_killer(
+    replicas: list[Replica], rng: random.Random, kills: list[tuple[str, bool]]
+) -> Callable[[asyncio.Event], Any]:
+    """Kills a random replica at random moments and starts it again, at least KILLS
+    times, until told to stop."""
+
+    offset = rng.randrange(len(replicas))
+
+    async def killer(stop: asyncio.Event) -> None:
+        while len(kills) < KILLS or not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rng.uniform(0.2, 1.5))
+            if stop.is_set() and len(kills) >= KILLS:
+                return
+            victim = replicas[(len(kills) + offset) % len(replicas)]  # each in turn
+            await asyncio.to_thread(victim.kill)
+            kills.append((victim.name, not stop.is_set()))  # killed while publishing?
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            await asyncio.to_thread(victim.start)
+
+    return killer
+
+
+def test_two_replicas_killed_during_a_transfer_lose_nothing(
+    tmp_path: Path, postgres_url: str, nats_log_url: str
+) -> None:
+    setup = RunningGateway(tmp_path / "setup", database_url=postgres_url, log_url=nats_log_url)
+    try:
+        world = city(setup)
+    finally:
+        setup.stop()
+    replicas = []
+    for name in ("replica-1", "replica-2"):
+        data_dir = tmp_path / name
+        data_dir.mkdir(mode=0o700)
+        # the replicas sign with one gateway key: checkpoints verify on either
+        shutil.copy(
+            setup.settings.gateway_key_path, data_dir / setup.settings.gateway_key_path.name
+        )
+        replicas.append(
+            Replica(
+                name,
+                data_dir,
+                free_port(),
+                {"LIJIAO_DATABASE_URL": postgres_url, "LIJIAO_LOG_URL": nats_log_url},
+            )
+        )
+    for replica in replicas:
+        replica.start()
+    one, two = (replica.port for replica in replicas)
+    seed = int(os.environ.get("LIJIAO_CRASH_SEED", "0")) or random.randrange(1, 2**31)
+    rng = random.Random(seed)
+    kills: list[tuple[str, bool]] = []
+    started = time.monotonic()
+    try:
+        transfer = asyncio.run(
+            run_transfer(
+                world,
+                [("PSB-HUKOU", two_address(one, two)), ("PSB-CENSUS", two_address(two, one))],
+                [
+                    ("CIVIL-AFFAIRS", two_address(one, two)),
+                    ("CIVIL-WELFARE", two_address(two, one)),
+                ],
+                make_killer(replicas, rng, kills),
+            )
+        )
+        seconds = time.monotonic() - started
+        figures = check(transfer, jetstream_records(nats_log_url, "RESIDENTS"))
+        figures["ledger_batch_entries"] = one_entry_per_batch(postgres_url)
+        verified = audit_verify(one, postgres_url)
+    finally:
+        for replica in replicas:
+            replica.stop()
+    report(
+        {
+            "test": "two replicas over PostgreSQL and JetStream",
+            **figures,
+            "kills": len(kills),
+            "kills_while_publishing": sum(during for _, during in kills),
+            "killed": [name for name, _ in kills],
+            "seed": seed,
+            "seconds": round(seconds, 1),
+            "audit_verify": verified,
+        }
+    )
+    assert len(kills) >= KILLS
+    assert any(during for _, during in kills), f"no kill while publishing: {kills}"
+
+
+def test_an_embedded_gateway_killed_and_restarted_in_place_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    setup = RunningGateway(tmp_path / "gateway", log_url="", database_url="")
+    try:
+        world = city(setup)
+    finally:
+        setup.stop()
+    gateway = Replica("gateway", tmp_path / "gateway", free_port(), {})
+    gateway.start()
+    target = f"127.0.0.1:{gateway.port}"
+    seed = int(os.environ.get("LIJIAO_CRASH_SEED", "0")) or random.randrange(1, 2**31)
+    rng = random.Random(seed)
+    kills: list[tuple[str, bool]] = []
+    started = time.monotonic()
+    try:
+        transfer = asyncio.run(
+            run_transfer(
+                world,
+                [("PSB-HUKOU", target), ("PSB-CENSUS", target)],
+                [("CIVIL-AFFAIRS", target), ("CIVIL-WELFARE", target)],
+                make_killer([gateway], rng, kills),
+            )
+        )
+        seconds = time.monotonic() - started
+        with sqlite3.connect(gateway.data_dir / "log.db") as db:
+            stored_records = int(
+                db.execute("SELECT coalesce(sum(record_count), 0) FROM batches").fetchone()[0]
+            )
+        figures = check(transfer, stored_records)
+        figures["ledger_batch_entries"] = one_entry_per_batch(setup.settings.catalog_url)
+        verified = audit_verify(gateway.port, setup.settings.catalog_url)
+    finally:
+        gateway.stop()
+    report(
+        {
+            "test": "embedded gateway restarted in place",
+            **figures,
+            "kills": len(kills),
+            "kills_while_publishing": sum(during for _, during in kills),
+            "seed": seed,
+            "seconds": round(seconds, 1),
+            "audit_verify": verified,
+        }
+    )
+    assert len(kills) >= KILLS
+    assert any(during for _, during in kills), f"no kill while publishing: {kills}"
