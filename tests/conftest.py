@@ -8,15 +8,49 @@ environment variable ``LIJIAO_REQUIRE_SERVICES`` is set: then it fails.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import secrets
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas
+
+
+HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """A test still running after ``LIJIAO_TEST_HANG_SECONDS`` (600) is a hang: the run
+    ends with every thread's stack instead of waiting for CI's own time limit. This is a
+    guard against deadlocks, not a speed check (the slowest test takes about 2 minutes)."""
+    timer = threading.Timer(HANG_SECONDS, _hung, args=(item,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
+
+
+def _hung(item: pytest.Item) -> None:
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=False)  # the stacks go to the real stderr
+    print(
+        f"\n{item.nodeid} is still running after {HANG_SECONDS:.0f} s: it hangs. "
+        "The stacks of every thread:",
+        file=sys.stderr,
+        flush=True,
+    )
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    os._exit(3)
 
 
 @pytest.fixture
