@@ -118,10 +118,25 @@ class Replica:
 
 
 @dataclass
+class Transfer:
+    """What the clients saw."""
+
+    acked: set[str] = field(default_factory=set)
+    duplicate_acks: int = 0
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    moved: asyncio.Event = field(default_factory=asyncio.Event)  # set on progress
+
+    def advance(self) -> None:
+        """A batch was acknowledged to a publisher or newly stored by a sink."""
+        self.moved.set()
+
+
+@dataclass
 class Sink:
     """An idempotent sink: stores a batch once per offset, whatever the redeliveries."""
 
     expected: set[str]
+    transfer: Transfer
     complete: asyncio.Event = field(default_factory=asyncio.Event)
     offsets: set[int] = field(default_factory=set)
     ids: set[str] = field(default_factory=set)
@@ -133,21 +148,13 @@ class Sink:
             self.redelivered += 1
             return
         self.offsets.add(batch.offset)
+        self.transfer.advance()
         for record in batch.records:
             if record["id_number"] in self.ids:
                 self.stored_twice += 1
             self.ids.add(record["id_number"])
         if self.ids >= self.expected:
             self.complete.set()
-
-
-@dataclass
-class Transfer:
-    """What the clients saw."""
-
-    acked: set[str] = field(default_factory=set)
-    duplicate_acks: int = 0
-    sinks: dict[str, Sink] = field(default_factory=dict)
 
 
 def two_address(first: int, second: int) -> str:
@@ -159,13 +166,17 @@ async def run_transfer(
     world: World,
     publishers: list[tuple[str, str]],  # (system code, target)
     subscribers: list[tuple[str, str]],
-    killer: Callable[[asyncio.Event], Any],
+    killer: Callable[[asyncio.Event, Transfer], Any],
 ) -> Transfer:
     """Publishes RECORDS records split over the publishers while ``killer`` runs, then
     waits until every subscriber's sink holds every acknowledged record."""
     transfer = Transfer()
     share = RECORDS // len(publishers)
     expected = {person(i)["id_number"] for i in range(share * len(publishers))}
+
+    def made_progress(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            transfer.advance()
 
     async def publish(index: int, code: str, target: str) -> None:
         system = world.systems[code]
@@ -179,14 +190,16 @@ async def run_transfer(
                 batch = publisher.build(
                     "RESIDENTS", schema, encode_records(schema, rows), f"{code}-{start}"
                 )
-                futures.append((rows, await publisher.send(batch)))
+                future = await publisher.send(batch)
+                future.add_done_callback(made_progress)
+                futures.append((rows, future))
             for rows, future in futures:
                 ack = await future
                 transfer.duplicate_acks += ack.duplicate
                 transfer.acked.update(row["id_number"] for row in rows)
 
     async def subscribe(code: str, target: str) -> None:
-        sink = transfer.sinks[code] = Sink(expected)
+        sink = transfer.sinks[code] = Sink(expected, transfer)
         subscriber = Subscriber(
             target, world.systems[code].token, "RESIDENTS", insecure=True, retry_seconds=120
         )
@@ -203,10 +216,11 @@ async def run_transfer(
             await subscriber.close()
 
     stop_killing = asyncio.Event()
-    killing = asyncio.create_task(killer(stop_killing))
+    killing = asyncio.create_task(killer(stop_killing, transfer))
     receiving = [asyncio.create_task(subscribe(code, target)) for code, target in subscribers]
     await asyncio.gather(*(publish(i, code, target) for i, (code, target) in enumerate(publishers)))
     stop_killing.set()
+    transfer.moved.set()
     await killing
     await asyncio.gather(*receiving)
     return transfer
@@ -291,14 +305,23 @@ def one_entry_per_batch(catalog_url: str) -> int:
 
 def make_killer(
     replicas: list[Replica], rng: random.Random, kills: list[tuple[str, bool]]
-) -> Callable[[asyncio.Event], Any]:
-    """Kills a random replica at random moments and starts it again, at least KILLS
-    times, until told to stop."""
+) -> Callable[[asyncio.Event, Transfer], Any]:
+    """Kills the replicas in turn at random moments and starts each again, at least KILLS
+    times, until told to stop.
+
+    A kill comes only after the transfer made progress since the last restart (a batch
+    acknowledged or newly stored), then after a random wait: on a slow machine a restart
+    takes longer, and kills paced by the clock alone could leave the clients no time to
+    make any progress at all.
+    """
 
     offset = rng.randrange(len(replicas))
 
-    async def killer(stop: asyncio.Event) -> None:
+    async def killer(stop: asyncio.Event, transfer: Transfer) -> None:
         while len(kills) < KILLS or not stop.is_set():
+            if not stop.is_set():
+                transfer.moved.clear()
+                await transfer.moved.wait()  # set on progress, and when publishing ends
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rng.uniform(0.2, 1.5))
             if stop.is_set() and len(kills) >= KILLS:
