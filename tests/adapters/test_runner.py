@@ -322,7 +322,10 @@ def test_a_subscription_replays_from_an_offset(gateway: RunningGateway, tmp_path
                 await asyncio.sleep(0.1)
         finally:
             runner.stop()
-            await task
+            try:  # a liveness bound, not a speed check: stop() must end run()
+                await asyncio.wait_for(task, 60)
+            except TimeoutError:
+                pytest.fail(f"the runner of {config.name} did not stop within 60 s of stop()")
 
     asyncio.run(run_until(paths["publisher"], lambda: stored_records(gateway) == 500))
     sessions = gateway.gateway.catalog.sessions  # type: ignore[union-attr]
