@@ -29,7 +29,7 @@ HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     """A test still running after ``LIJIAO_TEST_HANG_SECONDS`` (600) is a hang: the run
     ends with every thread's stack instead of waiting for CI's own time limit. This is a
-    guard against deadlocks, not a speed check (the slowest test takes about 2 minutes)."""
+    guard against deadlocks, not a speed check (the slowest test takes under 20 s on 2 cores)."""
     timer = threading.Timer(HANG_SECONDS, _hung, args=(item,))
     timer.daemon = True
     timer.start()

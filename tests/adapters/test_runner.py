@@ -26,6 +26,7 @@ from tests.gateway_harness import RunningGateway
 from tests.world import World, build_world
 
 ROWS = 50_000
+KILLS = 8  # SIGKILLs of the adapters during a transfer, publisher and subscriber in turn
 
 
 def make_market(path: Path, rows: int) -> None:
@@ -140,20 +141,27 @@ def test_adapters_survive_sigkill_with_nothing_lost_and_nothing_duplicated(
 ) -> None:
     paths = set_up(gateway, tmp_path, ROWS)
     rng = random.Random(20261123)
+    # Kills come at random points of the transfer's progress, not of the clock, so a fast
+    # machine cannot finish the transfer before them: the publisher when the gateway has
+    # stored a share of the rows, the subscriber when civil.db holds a share, in turn.
+    kill_at = [ROWS * (k + rng.uniform(0.2, 0.8)) / KILLS / 1.25 for k in range(KILLS)]
+    progress = {
+        "publisher": lambda: stored_records(gateway),
+        "subscriber": lambda: count(paths["civil"]),
+    }
     procs = {"publisher": start(paths["publisher"]), "subscriber": start(paths["subscriber"])}
     kills = 0
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 240  # a liveness bound, not a speed check
         while count(paths["civil"]) < ROWS and time.monotonic() < deadline:
-            if kills < 8:
-                time.sleep(rng.uniform(0.3, 1.2))
-                role = ("publisher", "subscriber")[kills % 2]
+            role = ("publisher", "subscriber")[kills % 2]
+            if kills < KILLS and progress[role]() >= kill_at[kills]:
                 procs[role].send_signal(signal.SIGKILL)
                 procs[role].wait(10)
                 kills += 1
                 procs[role] = start(paths[role])
             else:
-                time.sleep(0.5)
+                time.sleep(0.05)
     finally:
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
@@ -165,7 +173,7 @@ def test_adapters_survive_sigkill_with_nothing_lost_and_nothing_duplicated(
     errors = {
         role: (p.stderr.read() if p.stderr else b"").decode()[-2000:] for role, p in procs.items()
     }
-    assert kills >= 5, f"only {kills} kills happened before the transfer ended"
+    assert kills == KILLS, f"only {kills} kills happened before the transfer ended"
     assert count(paths["civil"]) == ROWS, errors
     assert table_rows(paths["civil"]) == table_rows(paths["market"]), "target differs"
     assert stored_records(gateway) == ROWS, "the outbox resends; the gateway stores once"
@@ -248,8 +256,7 @@ def test_a_refusal_about_the_adapter_keeps_its_batches_and_cursor(
     stranger = tmp_path / "unregistered-key.pem"
     Ed25519Signer.generate().save(stranger)
     config = tmp_path / "wrong-key.toml"
-    config.write_text(paths["publisher"].read_text()
-                      .replace("samr-signing-key.pem", stranger.name))
+    config.write_text(paths["publisher"].read_text().replace("samr-signing-key.pem", stranger.name))
     loaded = load(config)
 
     async def run() -> Runner:
@@ -271,8 +278,7 @@ def test_a_refusal_about_the_adapter_keeps_its_batches_and_cursor(
     assert stored_records(gateway) == 0
 
 
-def test_a_bad_signing_key_file_is_a_config_error(gateway: RunningGateway,
-                                                   tmp_path: Path) -> None:
+def test_a_bad_signing_key_file_is_a_config_error(gateway: RunningGateway, tmp_path: Path) -> None:
     paths = set_up(gateway, tmp_path, 1)
     (tmp_path / "samr-signing-key.pem").write_text("not a key")
     result = CliRunner().invoke(main, ["adapter", "check", str(paths["publisher"])])
