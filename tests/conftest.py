@@ -21,7 +21,6 @@ import sqlalchemy as sa
 
 from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas
 
-
 HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
 
 
