@@ -332,9 +332,7 @@ def _build_server(
     return server, health_servicer, publish
 
 
-async def _start_health(
-    listen: str, servicer: health.aio.HealthServicer
-) -> grpc.aio.Server | None:
+async def _start_health(listen: str, servicer: health.aio.HealthServicer) -> grpc.aio.Server | None:
     """A plaintext port serving grpc.health.v1 alone, for probes that cannot present a
     client certificate (the kubelet's gRPC probe). It tells only whether the gateway
     serves; every other service stays behind mutual TLS."""

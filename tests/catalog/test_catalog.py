@@ -382,8 +382,9 @@ def test_a_system_token_identifies_the_system_and_its_department(catalog: Catalo
 def test_a_new_field_left_undescribed_is_recorded_as_personal(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
     catalog.add_schema(
-        ADMIN, "RESIDENTS", _with_field({"name": "mobile", "type": ["null", "string"],
-                                         "default": None})
+        ADMIN,
+        "RESIDENTS",
+        _with_field({"name": "mobile", "type": ["null", "string"], "default": None}),
     )
     tags = {f["name"]: f["sensitivity"] for f in catalog.get_resource("RESIDENTS").fields}
     assert tags["mobile"] == "PERSONAL"
@@ -394,7 +395,8 @@ def test_a_new_field_can_be_described_as_not_sensitive(catalog: Catalog) -> None
 
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
     catalog.add_schema(
-        ADMIN, "RESIDENTS",
+        ADMIN,
+        "RESIDENTS",
         _with_field({"name": "floors", "type": ["null", "long"], "default": None}),
         [FieldSpec("floors", "storeys of the building", Sensitivity.NONE)],
     )
@@ -404,14 +406,20 @@ def test_a_new_field_can_be_described_as_not_sensitive(catalog: Catalog) -> None
 
 def test_an_undescribed_new_field_that_cannot_be_masked_is_refused(catalog: Catalog) -> None:
     catalog.create_resource(ADMIN, spec(), json.dumps(PERSON_SCHEMA))
-    error = refusal("INVALID_FIELD", catalog.add_schema, ADMIN, "RESIDENTS",
-                    _with_field({"name": "age", "type": ["null", "long"], "default": None}))
+    error = refusal(
+        "INVALID_FIELD",
+        catalog.add_schema,
+        ADMIN,
+        "RESIDENTS",
+        _with_field({"name": "age", "type": ["null", "long"], "default": None}),
+    )
     assert error.metadata["field"] == "age"
 
 
 def test_a_sensitive_field_may_not_become_a_non_string(catalog: Catalog) -> None:
-    catalog.create_resource(ADMIN, spec(compatibility=CompatibilityMode.NONE),
-                            json.dumps(PERSON_SCHEMA))
+    catalog.create_resource(
+        ADMIN, spec(compatibility=CompatibilityMode.NONE), json.dumps(PERSON_SCHEMA)
+    )
     schema = json.loads(json.dumps(PERSON_SCHEMA))
     for field in schema["fields"]:
         if field["name"] == "id_number":
@@ -425,6 +433,10 @@ def test_a_map_cannot_be_tagged_sensitive(catalog: Catalog) -> None:
 
     schema = json.loads(json.dumps(PERSON_SCHEMA))
     schema["fields"].append({"name": "contacts", "type": {"type": "map", "values": "string"}})
-    refusal("INVALID_FIELD", catalog.create_resource, ADMIN,
-            spec(fields=[FieldSpec("contacts", "phone book", Sensitivity.PHONE)]),
-            json.dumps(schema))
+    refusal(
+        "INVALID_FIELD",
+        catalog.create_resource,
+        ADMIN,
+        spec(fields=[FieldSpec("contacts", "phone book", Sensitivity.PHONE)]),
+        json.dumps(schema),
+    )

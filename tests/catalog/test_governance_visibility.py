@@ -22,15 +22,22 @@ ADMIN = Identity("admin", Role.ADMINISTRATOR)
 def governance(tmp_path: Path) -> Governance:
     catalog = Catalog(open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}"))
     for code in ("PSB", "CIVIL", "TAX"):
-        catalog.create_department(ADMIN, code=code, name=code, level=AdministrativeLevel.CITY,
-                                  region_code="510100")
-        catalog.create_system(ADMIN, code=f"{code}-SYS", name=code, department=code,
-                              public_key=None)
+        catalog.create_department(
+            ADMIN, code=code, name=code, level=AdministrativeLevel.CITY, region_code="510100"
+        )
+        catalog.create_system(
+            ADMIN, code=f"{code}-SYS", name=code, department=code, public_key=None
+        )
     catalog.create_resource(
         ADMIN,
-        ResourceSpec(code="RESIDENTS", name="Residents", owner_department="PSB",
-                     sharing_type=SharingType.CONDITIONAL,
-                     classification=Classification.GENERAL, key_fields=["id_number"]),
+        ResourceSpec(
+            code="RESIDENTS",
+            name="Residents",
+            owner_department="PSB",
+            sharing_type=SharingType.CONDITIONAL,
+            classification=Classification.GENERAL,
+            key_fields=["id_number"],
+        ),
         json.dumps(PERSON_SCHEMA),
     )
     return Governance(catalog)
@@ -41,8 +48,13 @@ def test_requests_are_visible_to_the_two_departments_and_the_platform(
 ) -> None:
     civil = Identity("CIVIL-SYS", Role.SYSTEM, department="CIVIL", system="CIVIL-SYS")
     request = governance.submit(
-        civil, resource_code="RESIDENTS", system_code="CIVIL-SYS", fields=["name"],
-        purpose="subsidy review", legal_basis="social assistance rules", duration_days=30,
+        civil,
+        resource_code="RESIDENTS",
+        system_code="CIVIL-SYS",
+        fields=["name"],
+        purpose="subsidy review",
+        legal_basis="social assistance rules",
+        duration_days=30,
     )
     owner = Identity("wang", Role.DATA_OFFICER, department="PSB")
     outsider = Identity("TAX-SYS", Role.SYSTEM, department="TAX", system="TAX-SYS")

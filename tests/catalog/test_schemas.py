@@ -98,19 +98,30 @@ def test_truncated_records_are_refused() -> None:
 
 @pytest.mark.parametrize(
     "items",
-    ["null", {"type": "record", "name": "Empty", "fields": []},
-     {"type": "fixed", "name": "Nothing", "size": 0}],
+    [
+        "null",
+        {"type": "record", "name": "Empty", "fields": []},
+        {"type": "fixed", "name": "Nothing", "size": 0},
+    ],
 )
 def test_arrays_of_items_that_take_no_bytes_are_refused(items: object) -> None:
-    schema = {"type": "record", "name": "R", "fields": [
-        {"name": "xs", "type": {"type": "array", "items": items}}]}
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "xs", "type": {"type": "array", "items": items}}],
+    }
     with pytest.raises(InvalidArgument) as refusal:
         schemas.parse(schema)
     assert "take no bytes" in refusal.value.message
 
 
 def test_arrays_and_maps_of_real_items_are_fine() -> None:
-    schema = {"type": "record", "name": "R", "fields": [
-        {"name": "xs", "type": {"type": "array", "items": ["null", "string"]}},
-        {"name": "m", "type": {"type": "map", "values": "null"}}]}
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [
+            {"name": "xs", "type": {"type": "array", "items": ["null", "string"]}},
+            {"name": "m", "type": {"type": "map", "values": "null"}},
+        ],
+    }
     assert schemas.parse(schema).top_level_fields() == ["xs", "m"]

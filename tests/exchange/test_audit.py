@@ -375,6 +375,7 @@ def test_a_stored_batch_missing_from_the_ledger_is_recorded_at_start(
         encode(PERSON_SCHEMA, [person(7)]),
         batch_id="crashed-1",
     )
+
     async def append() -> None:
         log = await open_log(gateway.settings.log_url, gateway.settings.log_path)
         await log.append(

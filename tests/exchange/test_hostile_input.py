@@ -266,9 +266,10 @@ def test_a_field_added_later_and_left_undescribed_is_delivered_masked(world: Wor
 
     schema = json.loads(json.dumps(PERSON_SCHEMA))
     schema["fields"].append({"name": "mobile", "type": ["null", "string"], "default": None})
-    world.stub.CreateSchema(pb.CreateSchemaRequest(resource="RESIDENTS",
-                                                   definition=json.dumps(schema)),
-                            metadata=world.admin())
+    world.stub.CreateSchema(
+        pb.CreateSchemaRequest(resource="RESIDENTS", definition=json.dumps(schema)),
+        metadata=world.admin(),
+    )
     row = {**person(1), "mobile": "13812345678"}
     publisher = world.systems["PSB-HUKOU"]
     batch = signed_batch(publisher.signer, "RESIDENTS", schema, encode(schema, [row]))
@@ -276,8 +277,9 @@ def test_a_field_added_later_and_left_undescribed_is_delivered_masked(world: Wor
 
     async def run() -> Any:
         got: list[Any] = []
-        subscriber = Subscriber(world.gateway.target, world.systems["CIVIL-AFFAIRS"].token,
-                                "RESIDENTS", insecure=True)
+        subscriber = Subscriber(
+            world.gateway.target, world.systems["CIVIL-AFFAIRS"].token, "RESIDENTS", insecure=True
+        )
 
         def handle(received: Any) -> None:
             got.extend(received.records)
