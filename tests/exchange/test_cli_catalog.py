@@ -344,33 +344,9 @@ def test_grants_add_names_clear_fields(gateway: Any) -> None:
         "PSB",
         fields=[catalog_pb2.FieldSpec(name="name", sensitivity=catalog_pb2.SENSITIVITY_NAME)],
     )
-    added = json.loads(
-        ok(
-            cli(
-                gateway,
-                "grants",
-                "add",
-                "--resource",
-                "TAGGED",
-                "--system",
-                "CIVIL-AFFAIRS",
-                "--clear",
-                "name",
-                "--json",
-            )
-        )
-    )
+    grant = ("grants", "add", "--resource", "TAGGED", "--system", "CIVIL-AFFAIRS", "--clear")
+    added = json.loads(ok(cli(gateway, *grant, "name", "--json")))
     assert added["grant"]["clearFields"] == ["name"]
-    refused = cli(
-        gateway,
-        "grants",
-        "add",
-        "--resource",
-        "TAGGED",
-        "--system",
-        "CIVIL-AFFAIRS",
-        "--clear",
-        "phone",
-    )
+    refused = cli(gateway, *grant, "phone")
     assert refused.exit_code == 1
     assert "INVALID_FIELD" in refused.stderr
