@@ -1417,11 +1417,9 @@ def _summarize(
     return summary
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    """Reads the command line."""
-    parser = argparse.ArgumentParser(
-        description="Gateway end-to-end throughput versus a bare gRPC+SQLite floor.",
-    )
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every shape of the benchmark takes: how many records, in which batch
+    sizes, how many in flight, how many runs, how long a case may take."""
     parser.add_argument(
         "--records",
         type=int,
@@ -1446,33 +1444,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds one case may take (default 600)"
     )
-    parser.add_argument("--only", choices=("gateway", "floor"), help="run one side only")
-    parser.add_argument(
-        "--with-publish-only",
-        action="store_true",
-        help="diagnostic: also time the gateway with no subscriber (the floor's process count)",
-    )
-    parser.add_argument(
-        "--subscriber-decodes",
-        action="store_true",
-        help="the subscriber's handler decodes every record (default: first and last only; "
-        "signatures over every record are verified either way)",
-    )
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where every shape of the benchmark keeps its data and its profiles."""
     parser.add_argument(
         "--profile-dir", type=Path, help="write a cProfile file per child process here"
     )
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()), help="temp data root"
     )
-    parser.add_argument(
-        "--shape",
-        choices=SHAPES,
-        default="sqlite",
-        help="sqlite (default): the embedded gateway against the gRPC+SQLite floor; "
-        "jetstream: PostgreSQL + NATS JetStream with one and two replicas against bare "
-        "JetStream (benchmarks/scaleout_throughput.py; its own options, see its --help)",
-    )
-    args = parser.parse_args(argv)
+
+
+def checked_run_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[int], dict[int, int]]:
+    """Checks the options of :func:`add_run_arguments` (a usage error names the one to
+    fix) and makes the profile directory; returns the batch sizes, each once, and the
+    records to send at each."""
     try:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     except ValueError:
@@ -1491,9 +1480,41 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.profile_dir is not None:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
         args.profile_dir = args.profile_dir.resolve()
+    return list(dict.fromkeys(sizes)), {size: records_for(size, scale) for size in sizes}
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Reads the command line."""
+    parser = argparse.ArgumentParser(
+        description="Gateway end-to-end throughput versus a bare gRPC+SQLite floor.",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--only", choices=("gateway", "floor"), help="run one side only")
+    parser.add_argument(
+        "--with-publish-only",
+        action="store_true",
+        help="diagnostic: also time the gateway with no subscriber (the floor's process count)",
+    )
+    parser.add_argument(
+        "--subscriber-decodes",
+        action="store_true",
+        help="the subscriber's handler decodes every record (default: first and last only; "
+        "signatures over every record are verified either way)",
+    )
+    add_output_arguments(parser)
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="sqlite",
+        help="sqlite (default): the embedded gateway against the gRPC+SQLite floor; "
+        "jetstream: PostgreSQL + NATS JetStream with one and two replicas against bare "
+        "JetStream (benchmarks/scaleout_throughput.py; its own options, see its --help)",
+    )
+    args = parser.parse_args(argv)
+    sizes, records = checked_run_arguments(parser, args)
     return Config(
-        batch_sizes=list(dict.fromkeys(sizes)),
-        records={size: records_for(size, scale) for size in sizes},
+        batch_sizes=sizes,
+        records=records,
         in_flight=args.in_flight,
         subscriber_in_flight=args.subscriber_in_flight,
         repeat=args.repeat,

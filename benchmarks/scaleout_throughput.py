@@ -83,9 +83,6 @@ from pathlib import Path
 from typing import Any
 
 from exchange_throughput import (
-    DEFAULT_RECORDS,
-    QUICK_SCALE,
-    REFERENCE_BATCH_SIZE,
     RESIDENT_SCHEMA,
     RESOURCE,
     SETTLE_SECONDS,
@@ -103,15 +100,17 @@ from exchange_throughput import (
     _rate,
     _system_ticks,
     _wait_mp_event,
+    add_output_arguments,
+    add_run_arguments,
     batch_bounds,
     batch_id,
     batch_index,
+    checked_run_arguments,
     lane_names,
     machine_info,
     make_record,
     make_records,
     now_ns,
-    records_for,
     role_gateway,
     role_publisher,
     role_subscriber,
@@ -119,7 +118,6 @@ from exchange_throughput import (
     verified_rows,
 )
 
-DEFAULT_BATCH_SIZES = (1, 100, 1000)
 DEFAULT_LANES = 2
 DEFAULT_CASES = ("bare", "1", "2")
 EXIT_UNREACHABLE = 3
@@ -1041,30 +1039,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(
         description="Gateway replicas on PostgreSQL + NATS JetStream versus bare JetStream.",
     )
-    parser.add_argument(
-        "--records",
-        type=int,
-        help=f"records at batch size {REFERENCE_BATCH_SIZE} (default 200000); other batch "
-        "sizes keep their proportion (100: N/4, 1: 3N/200)",
-    )
-    parser.add_argument(
-        "--batch-sizes",
-        default=",".join(map(str, DEFAULT_BATCH_SIZES)),
-        help="comma-separated batch sizes (default 1,100,1000)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"scale record counts by {QUICK_SCALE} (--records wins when both are given)",
-    )
-    parser.add_argument("--in-flight", type=int, default=8, help="publisher batches in flight")
-    parser.add_argument(
-        "--subscriber-in-flight", type=int, default=16, help="subscriber delivery window"
-    )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case; reports medians")
-    parser.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds one case may take (default 600)"
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--cases",
         default=",".join(DEFAULT_CASES),
@@ -1084,46 +1059,23 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="PostgreSQL server, a SQLAlchemy URL (default LIJIAO_POSTGRES_URL or the local "
         "test server)",
     )
-    parser.add_argument(
-        "--profile-dir", type=Path, help="write a cProfile file per child process here"
-    )
-    parser.add_argument(
-        "--work-dir", type=Path, default=Path(tempfile.gettempdir()), help="temp data root"
-    )
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
-    except ValueError:
-        parser.error("--batch-sizes takes comma-separated integers")
-    if not sizes or any(s < 1 or s > 10_000 for s in sizes):
-        parser.error("batch sizes must be 1..10000 (the gateway's default batch limit)")
+    sizes, records = checked_run_arguments(parser, args)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or any(c != "bare" and not (c.isdigit() and 1 <= int(c) <= 8) for c in cases):
         parser.error("--cases takes bare and replica counts 1..8, e.g. bare,1,2")
     cases = list(dict.fromkeys(cases))
     if args.lanes < 1 or any(c != "bare" and int(c) > args.lanes for c in cases):
         parser.error("--lanes must be at least the largest replica count (each replica a lane)")
-    if args.records is not None and args.records < 1:
-        parser.error("--records must be positive")
-    if args.repeat < 1 or args.in_flight < 1 or not 1 <= args.subscriber_in_flight <= 1000:
-        parser.error("--repeat and --in-flight must be positive, --subscriber-in-flight 1..1000")
-    scale = 1.0
-    if args.records is not None:
-        scale = args.records / DEFAULT_RECORDS[REFERENCE_BATCH_SIZE]
-    elif args.quick:
-        scale = QUICK_SCALE
-    records = {size: records_for(size, scale) for size in sizes}
     if any(c != "bare" for c in cases):
         for size, count in records.items():
             try:
                 lane_records(count, size, args.lanes)
             except ValueError as exc:
                 parser.error(f"{exc}: give more --records")
-    if args.profile_dir is not None:
-        args.profile_dir.mkdir(parents=True, exist_ok=True)
-        args.profile_dir = args.profile_dir.resolve()
     return Config(
-        batch_sizes=list(dict.fromkeys(sizes)),
+        batch_sizes=sizes,
         records=records,
         in_flight=args.in_flight,
         subscriber_in_flight=args.subscriber_in_flight,
