@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas
+from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas, unreachable
 
 HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
 
@@ -75,10 +75,7 @@ def _postgres_engine() -> sa.Engine:
             pass
     except sa.exc.OperationalError as exc:
         engine.dispose()
-        reason = f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc.orig}"
-        if os.environ.get("LIJIAO_REQUIRE_SERVICES"):
-            pytest.fail(f"{reason} (LIJIAO_REQUIRE_SERVICES is set)")
-        pytest.skip(reason)
+        unreachable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc.orig}")
     return engine
 
 
@@ -126,10 +123,7 @@ def require_nats() -> str:
     try:
         asyncio.run(reach())
     except Exception as exc:
-        reason = f"NATS JetStream at {NATS_URL} is unreachable: {exc!r}"
-        if os.environ.get("LIJIAO_REQUIRE_SERVICES"):
-            pytest.fail(f"{reason} (LIJIAO_REQUIRE_SERVICES is set)")
-        pytest.skip(reason)
+        unreachable(f"NATS JetStream at {NATS_URL} is unreachable: {exc!r}")
     return NATS_URL
 
 

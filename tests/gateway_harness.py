@@ -17,8 +17,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+import pytest
 import sqlalchemy as sa
 
 from catalog.credentials import issue_token_at
@@ -161,6 +162,13 @@ class RunningGateway:
         return issue_token_at(
             self.settings.catalog_url, name=name, role=role, department=department, system=system
         )
+
+
+def unreachable(reason: str) -> NoReturn:
+    """Skips a test whose server is unreachable, or fails it when services are required."""
+    if os.environ.get("LIJIAO_REQUIRE_SERVICES"):
+        pytest.fail(f"{reason} (LIJIAO_REQUIRE_SERVICES is set)")
+    pytest.skip(reason)
 
 
 T = TypeVar("T")

@@ -355,6 +355,47 @@ def make_killer(
     return killer
 
 
+def killed_transfer(
+    world: World,
+    replicas: list[Replica],
+    publishers: list[tuple[str, str]],
+    subscribers: list[tuple[str, str]],
+    pace: float = 0.0,
+) -> tuple[Transfer, dict[str, Any]]:
+    """Runs a transfer while the replicas are killed in turn; returns what the clients
+    saw and the figures of the kills (the random seed among them)."""
+    seed = int(os.environ.get("LIJIAO_CRASH_SEED", "0")) or random.randrange(1, 2**31)
+    kills: list[Kill] = []
+    started = time.monotonic()
+    killer = make_killer(replicas, random.Random(seed), kills)
+    transfer = asyncio.run(run_transfer(world, publishers, subscribers, killer, pace))
+    return transfer, {
+        "kills": kills,
+        "seed": seed,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def report_and_check_kills(test: str, figures: dict[str, Any], run: dict[str, Any]) -> None:
+    """Reports a crash test's figures, then asserts it killed often enough, and at least
+    once while the publishers were sending."""
+    kills: list[Kill] = run["kills"]
+    report(
+        {
+            "test": test,
+            **figures,
+            "kills": len(kills),
+            "kills_while_publishing": sum(kill.publishing for kill in kills),
+            "kills_while_delivering": sum(kill.delivering for kill in kills),
+            "killed": [kill.replica for kill in kills],
+            "seed": run["seed"],
+            "seconds": run["seconds"],
+        }
+    )
+    assert len(kills) >= KILLS
+    assert any(kill.publishing for kill in kills), f"no kill while publishing: {kills}"
+
+
 def test_two_replicas_killed_during_a_transfer_lose_nothing(
     tmp_path: Path, postgres_url: str, nats_log_url: str
 ) -> None:
@@ -382,45 +423,21 @@ def test_two_replicas_killed_during_a_transfer_lose_nothing(
     for replica in replicas:
         replica.start()
     one, two = (replica.port for replica in replicas)
-    seed = int(os.environ.get("LIJIAO_CRASH_SEED", "0")) or random.randrange(1, 2**31)
-    rng = random.Random(seed)
-    kills: list[Kill] = []
-    started = time.monotonic()
     try:
-        transfer = asyncio.run(
-            run_transfer(
-                world,
-                [("PSB-HUKOU", two_address(one, two)), ("PSB-CENSUS", two_address(two, one))],
-                [
-                    ("CIVIL-AFFAIRS", two_address(one, two)),
-                    ("CIVIL-WELFARE", two_address(two, one)),
-                ],
-                make_killer(replicas, rng, kills),
-                pace=REPLICA_PACE_SECONDS,
-            )
+        transfer, run = killed_transfer(
+            world,
+            replicas,
+            [("PSB-HUKOU", two_address(one, two)), ("PSB-CENSUS", two_address(two, one))],
+            [("CIVIL-AFFAIRS", two_address(one, two)), ("CIVIL-WELFARE", two_address(two, one))],
+            pace=REPLICA_PACE_SECONDS,
         )
-        seconds = time.monotonic() - started
         figures = check(transfer, jetstream_records(nats_log_url, "RESIDENTS"))
         figures["ledger_batch_entries"] = one_entry_per_batch(postgres_url)
-        verified = audit_verify(one, postgres_url)
+        figures["audit_verify"] = audit_verify(one, postgres_url)
     finally:
         for replica in replicas:
             replica.stop()
-    report(
-        {
-            "test": "two replicas over PostgreSQL and JetStream",
-            **figures,
-            "kills": len(kills),
-            "kills_while_publishing": sum(kill.publishing for kill in kills),
-            "kills_while_delivering": sum(kill.delivering for kill in kills),
-            "killed": [kill.replica for kill in kills],
-            "seed": seed,
-            "seconds": round(seconds, 1),
-            "audit_verify": verified,
-        }
-    )
-    assert len(kills) >= KILLS
-    assert any(kill.publishing for kill in kills), f"no kill while publishing: {kills}"
+    report_and_check_kills("two replicas over PostgreSQL and JetStream", figures, run)
 
 
 def test_an_embedded_gateway_killed_and_restarted_in_place_loses_nothing(
@@ -434,40 +451,20 @@ def test_an_embedded_gateway_killed_and_restarted_in_place_loses_nothing(
     gateway = Replica("gateway", tmp_path / "gateway", free_port(), {})
     gateway.start()
     target = f"127.0.0.1:{gateway.port}"
-    seed = int(os.environ.get("LIJIAO_CRASH_SEED", "0")) or random.randrange(1, 2**31)
-    rng = random.Random(seed)
-    kills: list[Kill] = []
-    started = time.monotonic()
     try:
-        transfer = asyncio.run(
-            run_transfer(
-                world,
-                [("PSB-HUKOU", target), ("PSB-CENSUS", target)],
-                [("CIVIL-AFFAIRS", target), ("CIVIL-WELFARE", target)],
-                make_killer([gateway], rng, kills),
-            )
+        transfer, run = killed_transfer(
+            world,
+            [gateway],
+            [("PSB-HUKOU", target), ("PSB-CENSUS", target)],
+            [("CIVIL-AFFAIRS", target), ("CIVIL-WELFARE", target)],
         )
-        seconds = time.monotonic() - started
         with sqlite3.connect(gateway.data_dir / "log.db") as db:
             stored_records = int(
                 db.execute("SELECT coalesce(sum(record_count), 0) FROM batches").fetchone()[0]
             )
         figures = check(transfer, stored_records)
         figures["ledger_batch_entries"] = one_entry_per_batch(setup.settings.catalog_url)
-        verified = audit_verify(gateway.port, setup.settings.catalog_url)
+        figures["audit_verify"] = audit_verify(gateway.port, setup.settings.catalog_url)
     finally:
         gateway.stop()
-    report(
-        {
-            "test": "embedded gateway restarted in place",
-            **figures,
-            "kills": len(kills),
-            "kills_while_publishing": sum(kill.publishing for kill in kills),
-            "kills_while_delivering": sum(kill.delivering for kill in kills),
-            "seed": seed,
-            "seconds": round(seconds, 1),
-            "audit_verify": verified,
-        }
-    )
-    assert len(kills) >= KILLS
-    assert any(kill.publishing for kill in kills), f"no kill while publishing: {kills}"
+    report_and_check_kills("embedded gateway restarted in place", figures, run)
