@@ -792,8 +792,9 @@ def role_floor_client(
 
 
 @dataclass
-class Config:
-    """What the parent was asked to run."""
+class RunConfig:
+    """What every shape of the benchmark was asked to run (:func:`add_run_arguments`,
+    :func:`add_output_arguments`)."""
 
     batch_sizes: list[int]
     records: dict[int, int]
@@ -801,11 +802,17 @@ class Config:
     subscriber_in_flight: int
     repeat: int
     timeout: float
+    profile_dir: Path | None
+    work_root: Path
+
+
+@dataclass
+class Config(RunConfig):
+    """What the parent was asked to run."""
+
     only: str | None
     publish_only: bool
     subscriber_decodes: bool
-    profile_dir: Path | None
-    work_root: Path
 
 
 class Children:
@@ -1456,12 +1463,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def checked_run_arguments(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> tuple[list[int], dict[int, int]]:
+def checked_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunConfig:
     """Checks the options of :func:`add_run_arguments` (a usage error names the one to
-    fix) and makes the profile directory; returns the batch sizes, each once, and the
-    records to send at each."""
+    fix) and makes the profile directory; returns what they ask for: the batch sizes,
+    each once, the records to send at each, and the rest as given."""
     try:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     except ValueError:
@@ -1480,7 +1485,16 @@ def checked_run_arguments(
     if args.profile_dir is not None:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
         args.profile_dir = args.profile_dir.resolve()
-    return list(dict.fromkeys(sizes)), {size: records_for(size, scale) for size in sizes}
+    return RunConfig(
+        batch_sizes=list(dict.fromkeys(sizes)),
+        records={size: records_for(size, scale) for size in sizes},
+        in_flight=args.in_flight,
+        subscriber_in_flight=args.subscriber_in_flight,
+        repeat=args.repeat,
+        timeout=args.timeout,
+        profile_dir=args.profile_dir,
+        work_root=args.work_dir,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -1511,19 +1525,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "JetStream (benchmarks/scaleout_throughput.py; its own options, see its --help)",
     )
     args = parser.parse_args(argv)
-    sizes, records = checked_run_arguments(parser, args)
     return Config(
-        batch_sizes=sizes,
-        records=records,
-        in_flight=args.in_flight,
-        subscriber_in_flight=args.subscriber_in_flight,
-        repeat=args.repeat,
-        timeout=args.timeout,
+        **vars(checked_run_arguments(parser, args)),
         only=args.only,
         publish_only=args.with_publish_only,
         subscriber_decodes=args.subscriber_decodes,
-        profile_dir=args.profile_dir,
-        work_root=args.work_dir,
     )
 
 

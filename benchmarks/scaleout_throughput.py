@@ -88,6 +88,7 @@ from exchange_throughput import (
     SETTLE_SECONDS,
     ChildFailed,
     Children,
+    RunConfig,
     SignedBatches,
     _check_delivery,
     _cpu_per_record,
@@ -645,19 +646,11 @@ def role_bare_consumer(
 
 
 @dataclass
-class Config:
+class Config(RunConfig):
     """What the parent was asked to run."""
 
-    batch_sizes: list[int]
-    records: dict[int, int]
-    in_flight: int
-    subscriber_in_flight: int
-    repeat: int
-    timeout: float
     cases: list[str]
     lanes: int
-    profile_dir: Path | None
-    work_root: Path
     nats_url: str
     postgres_url: str
 
@@ -1061,7 +1054,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     add_output_arguments(parser)
     args = parser.parse_args(argv)
-    sizes, records = checked_run_arguments(parser, args)
+    run = checked_run_arguments(parser, args)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or any(c != "bare" and not (c.isdigit() and 1 <= int(c) <= 8) for c in cases):
         parser.error("--cases takes bare and replica counts 1..8, e.g. bare,1,2")
@@ -1069,22 +1062,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.lanes < 1 or any(c != "bare" and int(c) > args.lanes for c in cases):
         parser.error("--lanes must be at least the largest replica count (each replica a lane)")
     if any(c != "bare" for c in cases):
-        for size, count in records.items():
+        for size, count in run.records.items():
             try:
                 lane_records(count, size, args.lanes)
             except ValueError as exc:
                 parser.error(f"{exc}: give more --records")
     return Config(
-        batch_sizes=sizes,
-        records=records,
-        in_flight=args.in_flight,
-        subscriber_in_flight=args.subscriber_in_flight,
-        repeat=args.repeat,
-        timeout=args.timeout,
+        **vars(run),
         cases=cases,
         lanes=args.lanes,
-        profile_dir=args.profile_dir,
-        work_root=args.work_dir,
         nats_url=args.nats_url,
         postgres_url=args.postgres_url,
     )
