@@ -334,7 +334,7 @@ def stored_in(nats_url: str, prefix: str) -> dict[str, tuple[int, int]]:
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
 
-    from exchange.jetstream import untoken
+    from exchange.jetstream import all_streams, untoken
     from exchange.v1 import exchange_pb2
 
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -343,7 +343,7 @@ def stored_in(nats_url: str, prefix: str) -> dict[str, tuple[int, int]]:
         connection = await nats.connect(nats_url, connect_timeout=5)
         try:
             js = connection.jetstream(timeout=30)
-            for info in await js.streams_info():
+            for info in await all_streams(js):
                 name = info.config.name or ""
                 if not name.startswith(f"{prefix}_") or not info.state.messages:
                     continue

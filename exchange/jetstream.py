@@ -626,9 +626,7 @@ class JetStreamLog:
 
     async def _streams_of_prefix(self) -> list[Any]:
         prefix = f"{self.options.prefix}_"
-        return [
-            info for info in await self._js.streams_info() if info.config.name.startswith(prefix)
-        ]
+        return [info for info in await all_streams(self._js) if info.config.name.startswith(prefix)]
 
     def recent(self, count: int, since_ns: int = 0) -> list[tuple[str, int, int]]:
         """Per stream, the newest ``count`` batches stored at or after ``since_ns``, as
@@ -799,6 +797,18 @@ class JetStreamLog:
             await self._js.delete_stream(info.config.name)
         with contextlib.suppress(NotFoundError):
             await self._js.delete_key_value(f"{self.options.prefix}_cursors")
+
+
+async def all_streams(js: Any) -> list[Any]:
+    """Every stream of the account. JetStream lists them a page at a time (256), and the
+    log's own may sort after other applications' or other prefixes' streams."""
+    out: list[Any] = []
+    while True:
+        page = await js.streams_info_iterator(offset=len(out))
+        infos = list(page)
+        out += infos
+        if not infos or len(out) >= page.total:
+            return out
 
 
 async def _any_listening(servers: list[str]) -> bool:

@@ -32,6 +32,7 @@ def _leftovers() -> tuple[set[str], set[str]]:
     import nats
     import sqlalchemy as sa
 
+    from exchange.jetstream import all_streams
     from tests.gateway_harness import NATS_URL, POSTGRES_URL
 
     engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
@@ -48,7 +49,7 @@ def _leftovers() -> tuple[set[str], set[str]]:
     async def streams() -> set[str]:
         connection = await nats.connect(NATS_URL, connect_timeout=3, max_reconnect_attempts=1)
         try:
-            infos = await connection.jetstream().streams_info()
+            infos = await all_streams(connection.jetstream())
         finally:
             await connection.close()
         names = {i.config.name or "" for i in infos}
