@@ -840,7 +840,9 @@ class Children:
             target=_child_main,
             args=(role, entry, kwargs, self.queue, profile),
             name=f"bench-{role}",
-            daemon=True,
+            # not daemonic: the gateway starts worker processes of its own (its record
+            # checkers); close() ends every child, and each child watches parent_pid
+            daemon=False,
         )
         process.start()
         self.processes[role] = process
@@ -878,7 +880,7 @@ class Children:
             return None
         fields = raw.rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return (int(fields[11]) + int(fields[12])) / ticks + _descendants_cpu(process.pid)
 
     def close(self, grace: float = 5.0) -> None:
         """Ends every child still running: waits ``grace`` seconds in all, then
@@ -895,6 +897,34 @@ class Children:
                 process.join(timeout=5)
         self.queue.close()
         self.queue.join_thread()
+
+
+def _descendants_cpu(pid: int) -> float:
+    """CPU seconds of a process's running descendants (the gateway's record-check
+    workers and their fork server), read from /proc; 0 where that is not possible."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                try:
+                    raw = Path(f"/proc/{child}/stat").read_text()
+                except OSError:
+                    continue
+                fields = raw.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+                pending.append(child)
+    return total
 
 
 def _progress(message: str) -> None:

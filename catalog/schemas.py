@@ -1,8 +1,15 @@
-"""Avro schemas of resources: parsing, Parsing Canonical Form and fingerprints."""
+"""Avro schemas of resources: parsing, Parsing Canonical Form and fingerprints.
+
+A schema is also the bound on a reader's work: records of a schema nested at most
+:data:`MAX_DEPTH` levels, with no named type inside itself, cannot nest deeper than
+that, so no decoder (fastavro's compiled one recurses on the C stack) can be driven
+into a stack overflow by a record. Both rules are checked at registration.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +18,9 @@ from fastavro.schema import SchemaParseException, to_parsing_canonical_form
 from fastavro.schema import fingerprint as _fingerprint
 
 from catalog.errors import InvalidArgument, Reason
+
+MAX_DEPTH = 32  # records, arrays, maps and unions inside one another
+MAX_JSON_DEPTH = 200  # nesting of the schema's JSON text, checked before it is parsed
 
 
 @dataclass(frozen=True)
@@ -22,12 +32,22 @@ class ParsedSchema:
         canonical_form: Avro Parsing Canonical Form.
         fingerprint: CRC-64-AVRO fingerprint, 8 bytes little endian (as on the wire).
         parsed: fastavro's parsed form, ready for reading and writing records.
+        depth: How deeply a record of the schema can nest (records, arrays, maps and
+            unions), or None for a recursive schema, whose records can nest without
+            end. Registration refuses both None and more than :data:`MAX_DEPTH`; a
+            version stored before that rule is read, but its records are refused.
     """
 
     definition: Any
     canonical_form: str
     fingerprint: bytes
     parsed: Any
+    depth: int | None = None
+
+    @property
+    def decodable(self) -> bool:
+        """Whether records of this schema are safe to decode (bounded nesting)."""
+        return self.depth is not None and self.depth <= MAX_DEPTH
 
     @property
     def fingerprint_hex(self) -> str:
@@ -46,14 +66,31 @@ def fingerprint_of(canonical_form: str) -> bytes:
     return bytes.fromhex(_fingerprint(canonical_form, "CRC-64-AVRO"))
 
 
-def parse(definition: str | Any) -> ParsedSchema:
+def _too_deep() -> InvalidArgument:
+    return InvalidArgument(
+        Reason.INVALID_SCHEMA,
+        f"the schema is nested too deeply: records, arrays, maps and unions may be "
+        f"nested at most {MAX_DEPTH} levels",
+        {"limit": str(MAX_DEPTH)},
+    )
+
+
+def parse(definition: str | Any, *, stored: bool = False) -> ParsedSchema:
     """Parses and validates an Avro schema given as JSON text or object.
 
+    Args:
+        definition: The schema, as JSON text or the object it decodes to.
+        stored: The schema is a registered version read back from the catalog: a
+            recursive or too deeply nested one registered before those rules is
+            returned (with :attr:`ParsedSchema.decodable` False) instead of refused.
+
     Raises:
-        InvalidArgument: The text is not JSON, or not a valid Avro schema; the message
-            says what fastavro objected to.
+        InvalidArgument: The text is not JSON, not a valid Avro schema (the message
+            says what fastavro objected to), recursive, or nested too deeply.
     """
     if isinstance(definition, str):
+        if _json_depth(definition) > MAX_JSON_DEPTH:
+            raise _too_deep()
         try:
             definition = json.loads(definition)
         except json.JSONDecodeError as exc:
@@ -65,13 +102,105 @@ def parse(definition: str | Any) -> ParsedSchema:
         parsed = parse_schema(definition, _write_hint=False)
         canonical = to_parsing_canonical_form(parsed)
         _no_zero_byte_items(parsed, {})
+        depth = nesting_depth(parsed)
     except RecursionError as exc:
-        raise InvalidArgument(Reason.INVALID_SCHEMA, "the schema is nested too deeply") from exc
+        raise _too_deep() from exc
     except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidArgument(
             Reason.INVALID_SCHEMA, f"the schema is not a valid Avro schema: {exc}"
         ) from exc
-    return ParsedSchema(definition, canonical, fingerprint_of(canonical), parse_schema(definition))
+    if not stored:
+        if depth is None:
+            raise InvalidArgument(
+                Reason.INVALID_SCHEMA,
+                "the schema is recursive (a named type contains itself): its records could "
+                "nest without end; give the nested levels types of their own, or carry the "
+                "tree as a list of rows with parent keys",
+            )
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+    return ParsedSchema(
+        definition, canonical, fingerprint_of(canonical), parse_schema(definition), depth
+    )
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets and braces in JSON text (strings skipped)."""
+    depth = deepest = 0
+    for token in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+_NAMED = ("record", "error", "enum", "fixed")
+
+
+class _Recursive(Exception):
+    """A named type was met inside itself."""
+
+
+def nesting_depth(parsed: Any) -> int | None:
+    """How deeply records of a (fastavro-parsed) schema nest, or None if a named type
+    contains itself. Records, arrays, maps and unions count a level each. Each named
+    type is measured once, so a schema that refers to types many times costs no more."""
+    named: dict[str, Any] = {}
+    collect_named(parsed, named)
+    measured: dict[str, int] = {}
+
+    def depth(node: Any, visiting: frozenset[str]) -> int:
+        if isinstance(node, list):
+            return 1 + max((depth(branch, visiting) for branch in node), default=0)
+        if isinstance(node, dict):
+            name = node.get("name")
+            if node.get("type") in _NAMED and isinstance(name, str):
+                node = name
+            else:
+                return body(node, visiting)
+        if not isinstance(node, str) or node not in named:
+            return 0
+        if node in visiting:
+            raise _Recursive(node)
+        if node not in measured:
+            measured[node] = body(named[node], visiting | {node})
+        return measured[node]
+
+    def body(node: dict[str, Any], visiting: frozenset[str]) -> int:
+        kind = node.get("type")
+        if kind in ("record", "error"):
+            fields = node.get("fields", [])
+            return 1 + max((depth(f.get("type"), visiting) for f in fields), default=0)
+        if kind == "array":
+            return 1 + depth(node.get("items"), visiting)
+        if kind == "map":
+            return 1 + depth(node.get("values"), visiting)
+        if isinstance(kind, (list, dict)) or (isinstance(kind, str) and kind in named):
+            return depth(kind, visiting)
+        return 0
+
+    try:
+        return depth(parsed, frozenset())
+    except _Recursive:
+        return None
+
+
+def collect_named(node: Any, named: dict[str, Any]) -> None:
+    """Collects every named type defined in a parsed schema, by full name."""
+    if isinstance(node, list):
+        for item in node:
+            collect_named(item, named)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") in _NAMED and isinstance(node.get("name"), str):
+        named.setdefault(node["name"], node)
+    for key, value in node.items():
+        if key in ("type", "items", "values", "fields"):
+            collect_named(value, named)
 
 
 def _no_duplicate_fields(node: Any) -> None:

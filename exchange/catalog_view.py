@@ -160,7 +160,7 @@ class CatalogView:
                     f"{fingerprint.hex()}; register it with 'lijiao catalog schemas add'",
                     {"fingerprint": fingerprint.hex()},
                 ) from exc
-            parsed = schemas.parse(json.loads(row.definition))
+            parsed = schemas.parse(json.loads(row.definition), stored=True)
             self._schemas[key] = parsed
         return parsed
 

@@ -26,9 +26,9 @@ class _Bucket:
 class TokenBuckets:
     """One token bucket per key: ``rate`` tokens a second, at most ``burst`` saved up."""
 
-    def __init__(self, rate: float, burst: float, what: str) -> None:
+    def __init__(self, rate: float, burst: float, what: str, *, least_burst: float = 1.0) -> None:
         self.rate = rate
-        self.burst = max(burst, 1.0)
+        self.burst = max(burst, least_burst)
         self.what = what
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
@@ -51,7 +51,7 @@ class TokenBuckets:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
             bucket.stamp = now
             needed = min(cost, self.burst)
-            if bucket.tokens >= needed:
+            if bucket.tokens >= needed and bucket.tokens >= 0:
                 bucket.tokens -= cost
                 return
             wait = (needed - bucket.tokens) / self.rate
@@ -62,6 +62,20 @@ class TokenBuckets:
             {"retry_after_ms": str(max(1, round(wait * 1000)))},
             retry_after=wait,
         )
+
+    def charge(self, key: str, cost: float) -> None:
+        """Takes ``cost`` tokens for work already done; the bucket may go below zero,
+        and ``take`` then refuses the key until it has refilled."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(self.burst, now)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+            bucket.stamp = now
+            bucket.tokens -= cost
 
 
 class StreamCounter:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -52,10 +53,11 @@ from exchange.catalog_api import CatalogServicer
 from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
 from exchange.exchange_api import ExchangeServicer
-from exchange.limits import Limits
+from exchange.limits import Limits, TokenBuckets
 from exchange.log import RecordLog, open_log
 from exchange.pki import RevocationList
 from exchange.publishing import BatchLimits, PublishPath
+from exchange.record_checker import RecordChecker
 from exchange.rpc import Authenticator, MalformedRequests
 from exchange.settings import Settings
 from exchange.signing import Ed25519Signer
@@ -98,6 +100,7 @@ class Gateway:
     health_server: grpc.aio.Server | None = None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    checker: RecordChecker | None = None
 
     @property
     def target(self) -> str:
@@ -134,8 +137,18 @@ class Gateway:
             writer = LedgerWriter(sessions)
             cleanup.callback(writer.close)
             audit = AuditTasks(sessions, writer, signer, trusted, settings.audit())
+            checker = RecordChecker(
+                settings.record_check_workers or os.cpu_count() or 1,
+                TokenBuckets(
+                    settings.rate_limit_check_cpu_per_second,
+                    settings.rate_limit_check_cpu_burst,
+                    "CPU seconds of record checking",
+                    least_burst=0.0,
+                ),
+            )
+            cleanup.callback(checker.close)
             server, health_servicer, publish = _build_server(
-                settings, catalog, record_log, signer, writer, audit
+                settings, catalog, record_log, signer, writer, audit, checker
             )
             # Replicas share the log: leave the newest batches to the replica storing
             # them, and look at them once more when they have settled.
@@ -153,6 +166,7 @@ class Gateway:
             for name in ("", *SERVICE_NAMES):
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
             audit.start()
+            warming = asyncio.create_task(asyncio.to_thread(checker.warm))
             cleanup.pop_all()
         log.info("gateway serving on port %d", port)
         gateway = cls(
@@ -167,7 +181,9 @@ class Gateway:
             audit,
             metrics_server,
             health_server,
+            checker=checker,
         )
+        gateway.background.append(warming)
         gateway.background.append(
             asyncio.create_task(
                 gateway._reconcile_periodically(
@@ -213,6 +229,8 @@ class Gateway:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         await self.audit.stop()
+        if self.checker is not None:
+            self.checker.close()
         self.ledger.close()
         await self.log.close()
         close_catalog(self.catalog.sessions)
@@ -258,6 +276,7 @@ def _build_server(
     signer: Ed25519Signer,
     writer: LedgerWriter,
     audit: AuditTasks,
+    checker: RecordChecker,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, PublishPath]:
     governance = Governance(catalog, settings.governance_rules())
     view = CatalogView(catalog, governance)
@@ -301,7 +320,7 @@ def _build_server(
             ("grpc.http2.max_pings_without_data", 0),
         ],
     )
-    publish = PublishPath(view, record_log, sizes, writer, limits.records)
+    publish = PublishPath(view, record_log, sizes, writer, limits.records, checker)
     delivery = DeliveryPath(
         view,
         record_log,

@@ -88,6 +88,13 @@ class Settings:
         rate_limit_call_burst: Calls one principal may make at once.
         rate_limit_records_per_second: Records one principal may publish per second.
         rate_limit_record_burst: Records one principal may publish at once.
+        rate_limit_check_cpu_per_second: CPU seconds a second that checking one
+            principal's records may take, on average (0: no limit). Decoding costs by
+            the values in a record, not its bytes: this bounds what one principal's
+            batches can take from everyone else's.
+        rate_limit_check_cpu_burst: CPU seconds of checking one principal may use at once.
+        record_check_workers: Worker processes that check big batches' records off the
+            event loop (0: as many as the machine has cores).
     """
 
     data_dir: Path = Path("lijiao-data")
@@ -133,6 +140,9 @@ class Settings:
     rate_limit_call_burst: int = 200
     rate_limit_records_per_second: float = 200_000.0
     rate_limit_record_burst: int = 400_000
+    rate_limit_check_cpu_per_second: float = 1.0
+    rate_limit_check_cpu_burst: float = 10.0
+    record_check_workers: int = 0
 
     def governance_rules(self) -> GovernanceRules:
         """The workflow settings.

@@ -18,8 +18,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas, unreachable
+
+# `pytest --hypothesis-profile=fuzz` (as .ci/run does for the publish path's fuzz tests)
+settings.register_profile("fuzz", max_examples=3000, deadline=None)
 
 HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
 

@@ -1,0 +1,218 @@
+"""Checks the records of a batch off the event loop, fairly between callers.
+
+Decoding is CPU work proportional to the values in a record, not to its bytes or to
+the batch's record count: one valid batch of 31 one-megabyte records, each an array of
+a million booleans, takes seconds. Done on the event loop it would stop every other
+call of every department. So:
+
+- A batch whose records take more than ``inline_bytes`` is checked in worker
+  processes (a pool of ``workers``), in chunks of about ``chunk_bytes``. Chunks of
+  different callers queue in arrival order, so a big batch delays another caller's
+  check by at most one chunk per worker. A decoder crash ends a worker, never the
+  gateway.
+- A small batch is checked on the event loop: it takes less than a handoff would.
+- The CPU seconds every check takes are charged to the caller's ``cpu`` bucket; a
+  caller over it is refused with ``RATE_LIMITED`` and told when to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from catalog.errors import InvalidArgument, Reason
+from catalog.schemas import ParsedSchema
+from exchange.exact_avro import ExactReader, Refusal
+from exchange.limits import TokenBuckets
+
+log = logging.getLogger("lijiao.records")
+
+INLINE_BYTES = 64 << 10
+CHUNK_BYTES = 1 << 20
+WORKER_NICENESS = 10
+_READERS_KEPT = 256
+
+_readers: dict[bytes, ExactReader] = {}
+
+
+def _reader(fingerprint: bytes, definition: Any) -> ExactReader:
+    """The exact reader of a schema, kept per fingerprint (in each process)."""
+    reader = _readers.get(fingerprint)
+    if reader is None:
+        if len(_readers) >= _READERS_KEPT:
+            _readers.clear()
+        reader = _readers[fingerprint] = ExactReader(definition)
+    return reader
+
+
+def check_chunk(
+    fingerprint: bytes, definition: Any, records: Sequence[bytes], first_index: int
+) -> tuple[Refusal | None, float]:
+    """Checks records exactly (in a worker process); returns the first refusal and
+    the CPU seconds the check took."""
+    started = time.thread_time()
+    refusal = _reader(fingerprint, definition).first_refusal(records, first_index)
+    return refusal, time.thread_time() - started
+
+
+def _lower_priority() -> None:
+    """Workers yield the CPU to the event loop: a call waits for no batch's check."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
+
+
+def chunks(records: Sequence[bytes], most_bytes: int) -> list[tuple[int, Sequence[bytes]]]:
+    """Splits records into runs of at most ``most_bytes`` (a bigger record runs alone),
+    each with the index of its first record."""
+    out: list[tuple[int, Sequence[bytes]]] = []
+    start = size = 0
+    for index, record in enumerate(records):
+        if index > start and size + len(record) > most_bytes:
+            out.append((start, records[start:index]))
+            start, size = index, 0
+        size += len(record)
+    if start < len(records):
+        out.append((start, records[start:]))
+    return out
+
+
+class RecordChecker:
+    """Checks batches' records exactly against their schema (see the module).
+
+    Args:
+        workers: Worker processes for big batches.
+        cpu: The per-caller bucket of CPU seconds, or None for no such limit.
+        inline_bytes: Batches up to this many record bytes are checked on the loop.
+        chunk_bytes: The size of one unit of work in a worker.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        cpu: TokenBuckets | None = None,
+        inline_bytes: int = INLINE_BYTES,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        self.workers = max(1, workers)
+        self.cpu = cpu
+        self.inline_bytes = inline_bytes
+        self.chunk_bytes = chunk_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._no_workers = multiprocessing.current_process().daemon
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: workers never inherit the gateway's gRPC threads. Its server
+            # imports the checker once (workers fork from it ready), and not __main__,
+            # which may be a program that would start again.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_lower_priority
+            )
+        return self._pool
+
+    def warm(self) -> None:
+        """Starts the fork server and a worker now (blocking: call it in a thread), so
+        that the first big batch does not wait for them."""
+        if self._no_workers:
+            return
+        try:
+            self._executor().submit(os.getpid).result(timeout=60)
+        except (RuntimeError, BrokenProcessPool, TimeoutError):
+            log.warning("record-check workers did not start ahead; they start on demand")
+
+    def admit(self, caller: str) -> None:
+        """Refuses a caller who has used up its CPU seconds (RATE_LIMITED, retry hint)."""
+        if self.cpu is not None:
+            self.cpu.take(caller, 0.0)
+
+    async def check(
+        self, caller: str, schema: ParsedSchema, records: Sequence[bytes], size: int
+    ) -> None:
+        """Checks every record of a batch exactly.
+
+        Raises:
+            InvalidArgument: RECORD_DECODE_FAILED naming the first record refused, or
+                every record when the schema's records cannot be decoded safely.
+        """
+        if not schema.decodable:
+            raise InvalidArgument(
+                Reason.RECORD_DECODE_FAILED,
+                f"schema {schema.fingerprint_hex} is recursive or nested more deeply than "
+                "records may be: no record of it is accepted; register a schema version "
+                "without recursion and publish with it",
+                {"fingerprint": schema.fingerprint_hex},
+            )
+        spent = 0.0
+        try:
+            if size <= self.inline_bytes:
+                refusal, spent = check_chunk(schema.fingerprint, schema.definition, records, 0)
+            else:
+                refusal = None
+                for first, part in chunks(records, self.chunk_bytes):
+                    refusal, cpu = await self._in_worker(schema, list(part), first)
+                    spent += cpu
+                    if refusal is not None:
+                        break
+        finally:
+            if self.cpu is not None and spent:
+                self.cpu.charge(caller, spent)
+        if refusal is not None:
+            raise InvalidArgument(
+                Reason.RECORD_DECODE_FAILED,
+                refusal.message,
+                {"record_index": str(refusal.index)},
+            )
+
+    async def _in_worker(
+        self, schema: ParsedSchema, records: list[bytes], first: int
+    ) -> tuple[Refusal | None, float]:
+        if self._no_workers:
+            return await asyncio.to_thread(
+                check_chunk, schema.fingerprint, schema.definition, records, first
+            )
+        for attempt in (1, 2):
+            pool = self._executor()
+            try:
+                # submit() may start a worker process (the first time, the fork server
+                # too): not on the event loop
+                future = await asyncio.to_thread(
+                    pool.submit, check_chunk, schema.fingerprint, schema.definition, records, first
+                )
+                return await asyncio.wrap_future(future)
+            except (AssertionError, OSError) as exc:  # no process may be started here
+                log.warning(
+                    "record-check workers cannot start (%s); big batches are checked in "
+                    "a thread of the gateway instead",
+                    exc,
+                )
+                self._no_workers = True
+                return await self._in_worker(schema, records, first)
+            except BrokenProcessPool:
+                # A worker died (a decoder crash, or it was killed): the gateway stays
+                # up, a new pool takes over, and the chunk is tried once more.
+                log.error("a record-check worker died; starting new ones (attempt %d)", attempt)
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+        raise InvalidArgument(
+            Reason.RECORD_DECODE_FAILED,
+            f"records from {first} on could not be checked: the checker stopped twice on "
+            "them; the batch was not stored",
+            {"record_index": str(first)},
+        )
+
+    def close(self) -> None:
+        """Stops the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,387 @@
+"""Fuzzing the publish path's checks against independent implementations.
+
+- The record checker (:class:`exchange.exact_avro.ExactReader`) against a strict Avro
+  reader written here from the specification: for valid records and for mutations of
+  them (bytes flipped, inserted, removed, cut), both must accept exactly the same
+  records, and read the same values.
+- The batch digest against the byte layout documented in ``docs/adapters.md``.
+- The batch shape checks against the documented limits.
+
+``.ci/run`` runs this file once more with the ``fuzz`` profile (more examples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import struct
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from catalog.errors import LijiaoError
+from exchange.envelope import digest_of_batch
+from exchange.exact_avro import ExactReader
+from exchange.publishing import MAX_BATCH_ID_LENGTH, MAX_SEQUENCE, BatchLimits, PublishPath
+from exchange.v1 import exchange_pb2
+
+SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "Licence",
+    "namespace": "gov.fuzz",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "active", "type": "boolean"},
+        {"name": "rooms", "type": "int"},
+        {"name": "serial", "type": "long"},
+        {"name": "area", "type": "double"},
+        {"name": "photo", "type": "bytes"},
+        {"name": "code", "type": {"type": "fixed", "name": "Code", "size": 3}},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B", "C"]}},
+        {"name": "note", "type": ["null", "string", "long"]},
+        {
+            "name": "fee",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2},
+        },
+        {"name": "tags", "type": {"type": "map", "values": "int"}},
+        {
+            "name": "owners",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "Owner",
+                    "fields": [
+                        {"name": "name", "type": "string"},
+                        {"name": "share", "type": "int"},
+                    ],
+                },
+            },
+        },
+    ],
+}
+
+# --- the strict reader: Avro's binary encoding, read the one way a writer writes it --
+
+
+class Refused(Exception):
+    """The bytes are not the canonical encoding of a value of the schema."""
+
+
+@dataclass
+class Cursor:
+    data: bytes
+    at: int = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.at + n > len(self.data):
+            raise Refused("past the end")
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+    def varint(self, bits: int) -> int:
+        """A zigzag varint of a ``bits``-bit signed number, in its shortest form."""
+        shift = raw = 0
+        while True:
+            (byte,) = self.take(1)
+            raw |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte == 0 and shift > 7:
+                    raise Refused("a padded varint")
+                break
+            if shift >= 70:
+                raise Refused("a varint too long")
+        if raw >= 1 << bits:
+            raise Refused("a number too wide")
+        return (raw >> 1) ^ -(raw & 1)
+
+
+def strict_read(schema: Any, data: bytes) -> Any:
+    """Reads one record exactly, or raises Refused."""
+    cursor = Cursor(data)
+    value = _read(schema, cursor, {})
+    if cursor.at != len(data):
+        raise Refused("bytes left over")
+    return value
+
+
+def _read(node: Any, cursor: Cursor, named: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        index = cursor.varint(64)
+        if not 0 <= index < len(node):
+            raise Refused("a union index out of range")
+        return _read(node[index], cursor, named)
+    if isinstance(node, str):
+        if node in named:
+            return _read(named[node], cursor, named)
+        node = {"type": node}
+    kind = node["type"]
+    if isinstance(kind, (dict, list)):
+        return _read(kind, cursor, named)
+    if kind == "null":
+        return None
+    if kind == "boolean":
+        (byte,) = cursor.take(1)
+        if byte > 1:
+            raise Refused("a boolean byte other than 0 or 1")
+        return byte == 1
+    if kind == "int":
+        return cursor.varint(32)
+    if kind == "long":
+        return cursor.varint(64)
+    if kind == "double":
+        return struct.unpack("<d", cursor.take(8))[0]
+    if kind in ("bytes", "string"):
+        raw = cursor.take(cursor.varint(64))
+        if node.get("logicalType") == "decimal":
+            return _decimal(raw, node)
+        if kind == "bytes":
+            return raw
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refused("a string that is not UTF-8") from exc
+    if kind == "fixed":
+        named[node["name"]] = node
+        return cursor.take(node["size"])
+    if kind == "enum":
+        named[node["name"]] = node
+        index = cursor.varint(32)
+        if not 0 <= index < len(node["symbols"]):
+            raise Refused("an enum index out of range")
+        return node["symbols"][index]
+    if kind == "record":
+        named[node["name"]] = node
+        return {f["name"]: _read(f["type"], cursor, named) for f in node["fields"]}
+    if kind == "array":
+        count = _block(cursor)
+        items = [_read(node["items"], cursor, named) for _ in range(count)]
+        _end(cursor, count)
+        return items
+    if kind == "map":
+        out: dict[str, Any] = {}
+        count = _block(cursor)
+        for _ in range(count):
+            key = _read("string", cursor, named)
+            if key in out:
+                raise Refused("a map key twice")
+            out[key] = _read(node["values"], cursor, named)
+        _end(cursor, count)
+        return out
+    raise AssertionError(f"the fuzz schema has no {kind}")
+
+
+def _block(cursor: Cursor) -> int:
+    """A writer writes an array or map as one block of items then 0, or 0 alone."""
+    count = cursor.varint(64)
+    if count < 0:
+        raise Refused("a block with a byte size")
+    if count > len(cursor.data):
+        raise Refused("more items than bytes")
+    return count
+
+
+def _end(cursor: Cursor, count: int) -> None:
+    if count and cursor.varint(64) != 0:
+        raise Refused("more than one block")
+
+
+def _decimal(raw: bytes, node: dict[str, Any]) -> Decimal:
+    unscaled = int.from_bytes(raw, "big", signed=True)
+    if len(raw) != (abs(unscaled).bit_length() + 8) // 8:
+        raise Refused("a decimal not in its writer's length")
+    if len(str(abs(unscaled))) > node["precision"]:
+        raise Refused("a decimal beyond its precision")
+    return Decimal(unscaled).scaleb(-node["scale"])
+
+
+# --- values and mutations ------------------------------------------------------------
+
+INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+records = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=12),
+        "active": st.booleans(),
+        "rooms": INT32,
+        "serial": st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        "area": st.floats(allow_nan=False),
+        "photo": st.binary(max_size=12),
+        "code": st.binary(min_size=3, max_size=3),
+        "kind": st.sampled_from(["A", "B", "C"]),
+        "note": st.one_of(st.none(), st.text(max_size=8)),
+        "fee": st.integers(min_value=-999_999, max_value=999_999).map(
+            lambda u: Decimal(u).scaleb(-2)
+        ),
+        "tags": st.dictionaries(st.text(max_size=4), INT32, max_size=3),
+        "owners": st.lists(
+            st.fixed_dictionaries({"name": st.text(max_size=6), "share": INT32}), max_size=3
+        ),
+    }
+)
+PARSED = parse_schema(SCHEMA)
+READER = ExactReader(SCHEMA)
+
+
+def _encode(value: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, PARSED, value)
+    return buffer.getvalue()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(_encode(draw(records)))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        how = draw(st.sampled_from(["flip", "set", "insert", "delete", "cut"]))
+        at = draw(st.integers(min_value=0, max_value=max(0, len(data) - 1)))
+        if how == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(min_value=0, max_value=7))
+        elif how == "set" and data:
+            data[at] = draw(st.sampled_from([0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF]))
+        elif how == "insert":
+            data.insert(at, draw(st.integers(min_value=0, max_value=255)))
+        elif how == "delete" and data:
+            del data[at]
+        elif how == "cut":
+            del data[at:]
+    return bytes(data)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
+
+
+@given(records)
+def test_every_record_a_writer_writes_is_accepted_as_it_was_written(value: dict[str, Any]) -> None:
+    data = _encode(value)
+    assert READER.first_refusal([data]) is None
+    assert _same(strict_read(SCHEMA, data), READER.read(data))
+
+
+@given(mutated())
+def test_the_checker_accepts_exactly_what_the_strict_reader_accepts(data: bytes) -> None:
+    try:
+        expected = strict_read(SCHEMA, data)
+    except Refused:
+        expected = Refused
+    refusal = READER.first_refusal([data])
+    if expected is Refused:
+        assert refusal is not None, f"accepted {data.hex()}, which the strict reader refuses"
+    else:
+        assert refusal is None, f"{refusal}: the strict reader reads {expected!r}"
+        assert _same(expected, READER.read(data))
+
+
+# --- the digest against its documented layout ------------------------------------------
+
+
+def _documented_digest(batch: exchange_pb2.RecordBatch) -> bytes:
+    def text(value: str) -> bytes:
+        raw = value.encode("utf-8")
+        return struct.pack(">I", len(raw)) + raw
+
+    parts = [
+        b"lijiao.batch.v1\x00",
+        text(batch.resource),
+        struct.pack(">I", len(batch.schema_fingerprint)) + batch.schema_fingerprint,
+        text(batch.batch_id),
+        struct.pack(">Q", batch.sequence),
+        struct.pack(">q", batch.create_time.seconds),
+        struct.pack(">I", batch.create_time.nanos),
+        struct.pack(">Q", len(batch.records)),
+        *(hashlib.sha256(r).digest() for r in batch.records),
+    ]
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+batches = st.builds(
+    exchange_pb2.RecordBatch,
+    resource=st.text(max_size=70),
+    schema_fingerprint=st.binary(max_size=10),
+    batch_id=st.text(max_size=140),
+    sequence=st.integers(min_value=0, max_value=2**64 - 1),
+    records=st.lists(st.binary(max_size=40), max_size=6),
+    signing_key_id=st.text(max_size=20),
+)
+
+
+@given(batches, st.integers(-(2**40), 2**40), st.integers(0, 2**31 - 1))
+def test_the_digest_is_the_documented_one(
+    batch: exchange_pb2.RecordBatch, seconds: int, nanos: int
+) -> None:
+    batch.create_time.seconds, batch.create_time.nanos = seconds, nanos
+    assert digest_of_batch(batch) == _documented_digest(batch)
+
+
+# --- the shape checks against the documented limits ------------------------------------
+
+LIMITS = BatchLimits(max_batch_records=5, max_record_bytes=32, max_batch_bytes=100)
+SHAPE = PublishPath.__new__(PublishPath)
+SHAPE.limits = LIMITS
+
+
+def _documented_shape_refusal(batch: exchange_pb2.RecordBatch) -> str | None:
+    texts = (batch.resource, batch.batch_id, batch.signing_key_id)
+    if any("\x00" in t for t in texts):
+        return "INVALID_FIELD"
+    if not batch.resource or not 1 <= len(batch.batch_id) <= MAX_BATCH_ID_LENGTH:
+        return "INVALID_BATCH"
+    if len(batch.schema_fingerprint) != 8 or batch.sequence > MAX_SEQUENCE:
+        return "INVALID_BATCH"
+    stamp = batch.create_time
+    if not (-62_135_596_800 <= stamp.seconds <= 253_402_300_799 and 0 <= stamp.nanos < 10**9):
+        return "INVALID_BATCH"
+    if not batch.records:
+        return "INVALID_BATCH"
+    if len(batch.records) > LIMITS.max_batch_records:
+        return "BATCH_TOO_LARGE"
+    if any(len(r) > LIMITS.max_record_bytes for r in batch.records):
+        return "RECORD_TOO_LARGE"
+    if sum(map(len, batch.records)) > LIMITS.max_batch_bytes:
+        return "BATCH_TOO_LARGE"
+    return None
+
+
+@given(
+    batches,
+    st.integers(-(2**36), 2**36),
+    st.integers(-5, 10**9 + 5),
+)
+def test_the_shape_checks_refuse_exactly_what_the_limits_say(
+    batch: exchange_pb2.RecordBatch, seconds: int, nanos: int
+) -> None:
+    batch.create_time.seconds, batch.create_time.nanos = seconds, nanos
+    try:
+        SHAPE._check_shape(batch)
+        reason = None
+    except LijiaoError as refusal:
+        reason = refusal.reason
+    assert reason == _documented_shape_refusal(batch)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes.fromhex("00" * 40),
+        b"",
+        b"\xff" * 64,
+    ],
+)
+def test_both_readers_refuse_obvious_garbage(data: bytes) -> None:
+    with pytest.raises(Refused):
+        strict_read(SCHEMA, data)
+    assert READER.first_refusal([data]) is not None
