@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog import validation
 from catalog.db import close_catalog, open_catalog
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
 from catalog.ledger import ACTOR
@@ -60,10 +61,12 @@ def ensure_principal(
     A system's principal is named after the system; officers belong to a department.
 
     Raises:
-        InvalidArgument: The role's required department or system is missing, or the
-            principal exists with another role.
+        InvalidArgument: The name is empty, too long or holds a control character; the
+            role's required department or system is missing, or the principal exists
+            with another role.
         NotFound: The department or system does not exist.
     """
+    validation.text("name", name, limit=validation.FIELD_NAME_LIMIT)
     department_row: Department | None = None
     system_row: System | None = None
     if role is Role.SYSTEM:

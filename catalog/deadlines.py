@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
-_DATE = r"(\d{4}-\d{2}-\d{2})"
+_DATE = r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
 _ENTRY = re.compile(rf"(?P<extra>\+)?{_DATE}(?:\.\.{_DATE})?")
 _EXPECTED = "expected YYYY-MM-DD, YYYY-MM-DD..YYYY-MM-DD or +YYYY-MM-DD"
 _ONE_DAY = datetime.timedelta(days=1)

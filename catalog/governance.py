@@ -65,7 +65,7 @@ from catalog.models import (
     System,
     utcnow,
 )
-from catalog.service import Catalog, Page, check_backflow_eligible
+from catalog.service import MAX_KEY_FIELDS, Catalog, Page, check_backflow_eligible
 
 PLATFORM = "platform"
 MAX_DURATION_DAYS = 3650
@@ -123,8 +123,23 @@ def _department_id(viewer: Identity) -> Any:
     )
 
 
-def _text(field_name: str, value: str, limit: int = 2000) -> str:
-    return validation.text(field_name, value, limit=limit)
+def _text(
+    field_name: str, value: str, limit: int = validation.REASON_LIMIT, *, required: bool = True
+) -> str:
+    return validation.text(field_name, value, limit=limit, required=required)
+
+
+def _record_key(record_key: Mapping[str, str]) -> dict[str, str]:
+    """Checks a flagged record's key: a few key fields, each value short, kept exactly."""
+    if len(record_key) > MAX_KEY_FIELDS:
+        raise InvalidArgument(
+            Reason.INVALID_FIELD,
+            f"record_key names at most {MAX_KEY_FIELDS} key fields, got {len(record_key)}",
+            {"field": "record_key"},
+        )
+    for value in record_key.values():
+        validation.text("record_key", value, limit=validation.KEY_VALUE_LIMIT, strip=False)
+    return dict(record_key)
 
 
 def _reason(value: str, what: str) -> str:
@@ -385,7 +400,9 @@ class Governance:
     def review(self, actor: Identity, request_id: str, passed: bool, reason: str) -> AccessRequest:
         """Passes a request on to the provider, or rejects it (platform officers)."""
         _platform_officer(actor, "run the compliance review")
-        if not passed:
+        if passed:
+            reason = _text("reason", reason, required=False)
+        else:
             reason = _reason(reason, "failing a review")
         with self.catalog.sessions() as session:
             request = self._load(session, request_id)
@@ -409,6 +426,8 @@ class Governance:
         reason: str = "",
     ) -> tuple[AccessRequest, Grant]:
         """Approves a request, as asked or narrower, and makes its grant."""
+        reason = _text("reason", reason, required=False)
+        clear_fields = list(dict.fromkeys(clear_fields))
         with self.catalog.sessions() as session:
             request = self._load(session, request_id)
             _owner_officer(actor, request.resource, "approve requests for it")
@@ -691,6 +710,8 @@ class Governance:
     ) -> Correction:
         """Flags a delivered record as wrong (a receiving system or its officers)."""
         comment = _text("comment", comment)
+        batch_id = _text("batch_id", batch_id, 128)
+        key = _record_key(record_key)
         if actor.role not in (Role.SYSTEM, Role.DATA_OFFICER) or not actor.department:
             raise PermissionDenied(
                 Reason.ROLE_NOT_ALLOWED, "records are flagged by receiving systems or officers"
@@ -698,8 +719,8 @@ class Governance:
         with self.catalog.sessions() as session:
             resource = self.catalog.resource(session, resource_code)
             department = self.catalog.department(session, actor.department)
-            unknown = [k for k in record_key if k not in resource.key_fields]
-            if not record_key or unknown:
+            unknown = [k for k in key if k not in resource.key_fields]
+            if not key or unknown:
                 raise InvalidArgument(
                     Reason.INVALID_FIELD,
                     f"record_key names the record by the key fields of {resource.code}: "
@@ -721,8 +742,8 @@ class Governance:
             correction = Correction(
                 public_id="c-" + secrets.token_hex(8),
                 resource_id=resource.id,
-                batch_id=_text("batch_id", batch_id, 128),
-                record_key=dict(record_key),
+                batch_id=batch_id,
+                record_key=key,
                 comment=comment,
                 flagged_by=actor.name,
                 flagging_department_id=department.id,

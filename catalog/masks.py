@@ -25,7 +25,7 @@ _PHONE_SEPARATORS = frozenset(" -().")
 _PLUS_86 = re.compile(r"\s*\+86")
 _BARE_86 = re.compile(r"\s*86")
 _BELOW_DISTRICT = re.compile("[路街巷弄镇乡村号栋楼室]")
-_KEEP_FIRST_LAST = re.compile(r"keep_first_last:(\d+):(\d+)")
+_KEEP_FIRST_LAST = re.compile(r"keep_first_last:([0-9]+):([0-9]+)")
 
 
 def keep_first_last(first: int, last: int, fill: str = "*") -> Mask:

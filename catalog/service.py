@@ -48,6 +48,7 @@ from catalog.models import (
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_KEY_FIELDS = 16
 
 Row = TypeVar("Row", Department, System, Resource, SchemaVersion, Grant)
 T = TypeVar("T")
@@ -144,6 +145,32 @@ def _maskable(avro_type: Any) -> bool:
             return _maskable(avro_type.get("items"))
         return _maskable(kind)
     return avro_type in ("string", "null")
+
+
+def _check_field_names(names: Sequence[str], request_field: str) -> None:
+    """Refuses a schema whose top-level field names the catalog would store are not Avro
+    names: they enter the catalog's rows and the ledger as text."""
+    for name in names:
+        if not validation.field_name(name):
+            raise InvalidArgument(
+                Reason.INVALID_SCHEMA,
+                f"top-level field {name[:32]!r} is not an Avro name: 1-"
+                f"{validation.FIELD_NAME_LIMIT} ASCII letters, digits or '_', not starting "
+                "with a digit",
+                {"field": request_field},
+            )
+
+
+def _key_fields(names: Sequence[str]) -> list[str]:
+    """A resource's key fields, each once, at most ``MAX_KEY_FIELDS``."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) > MAX_KEY_FIELDS:
+        raise InvalidArgument(
+            Reason.INVALID_FIELD,
+            f"key_fields names at most {MAX_KEY_FIELDS} fields, got {len(unique)}",
+            {"field": "key_fields"},
+        )
+    return unique
 
 
 def encode_page_token(after: Any) -> str:
@@ -288,14 +315,14 @@ class Catalog:
         whatever creation time they claim.
         """
         _require(actor, Role.ADMINISTRATOR)
-        reason = validation.text("reason", reason, limit=2000)
+        reason = validation.text("reason", reason, limit=validation.REASON_LIMIT)
         with self.sessions() as session:
             row = self.system(session, system_code)
             key = next((k for k in row.signing_keys if k.key_id == key_id), None)
             if key is None:
                 raise NotFound(
                     Reason.UNKNOWN_SIGNING_KEY,
-                    f"system {system_code} has no signing key {key_id!r}",
+                    f"system {system_code} has no signing key {key_id[:64]!r}",
                     {"key_id": key_id[:32]},
                 )
             when = at or utcnow()
@@ -339,13 +366,36 @@ class Catalog:
         _require(actor, Role.ADMINISTRATOR, Role.DATA_OFFICER)
         self._require_owner_officer(actor, spec.owner_department)
         validation.code("code", spec.code)
+        texts = {
+            "name": validation.text("name", spec.name),
+            "summary": validation.text("summary", spec.summary, required=False, limit=4000),
+            "format": validation.text("format", spec.format or "database", limit=64),
+            "sharing_conditions": validation.text(
+                "sharing_conditions", spec.sharing_conditions, required=False, limit=4000
+            ),
+            "update_cycle": validation.text(
+                "update_cycle", spec.update_cycle, required=False, limit=64
+            ),
+        }
+        described = [
+            {
+                "name": f.name,
+                "description": validation.text(
+                    "fields.description", f.description, required=False, limit=1000
+                ),
+                "sensitivity": f.sensitivity.value,
+            }
+            for f in spec.fields
+        ]
+        key_fields = _key_fields(spec.key_fields)
         parsed = schemas.parse(schema_text)
         fields = set(parsed.top_level_fields())
         if not fields:
             raise InvalidArgument(
                 Reason.INVALID_SCHEMA, "a resource's schema must be an Avro record"
             )
-        named = [*spec.key_fields, *([spec.region_field] if spec.region_field else [])]
+        _check_field_names(parsed.top_level_fields(), "schema")
+        named = [*key_fields, *([spec.region_field] if spec.region_field else [])]
         named += [f.name for f in spec.fields]
         for name in named:
             if name not in fields:
@@ -355,6 +405,15 @@ class Catalog:
                     f"(fields: {', '.join(sorted(fields))})",
                     {"field": name},
                 )
+        seen: set[str] = set()
+        for tagged in spec.fields:
+            if tagged.name in seen:
+                raise InvalidArgument(
+                    Reason.INVALID_FIELD,
+                    f"field {tagged.name!r} is described twice; describe each field once",
+                    {"field": tagged.name},
+                )
+            seen.add(tagged.name)
         types = {f["name"]: f["type"] for f in parsed.definition["fields"]}
         for tagged in spec.fields:
             if tagged.sensitivity is not Sensitivity.NONE and not _maskable(types[tagged.name]):
@@ -375,30 +434,17 @@ class Catalog:
             owner = self.department(session, spec.owner_department)
             resource = Resource(
                 code=spec.code,
-                name=validation.text("name", spec.name),
+                name=texts["name"],
                 owner_department_id=owner.id,
-                summary=validation.text("summary", spec.summary, required=False, limit=4000),
-                format=validation.text("format", spec.format or "database", limit=64),
+                summary=texts["summary"],
+                format=texts["format"],
                 sharing_type=spec.sharing_type,
-                sharing_conditions=validation.text(
-                    "sharing_conditions", spec.sharing_conditions, required=False, limit=4000
-                ),
+                sharing_conditions=texts["sharing_conditions"],
                 classification=spec.classification,
-                update_cycle=validation.text(
-                    "update_cycle", spec.update_cycle, required=False, limit=64
-                ),
-                key_fields=list(spec.key_fields),
+                update_cycle=texts["update_cycle"],
+                key_fields=key_fields,
                 region_field=spec.region_field,
-                fields=[
-                    {
-                        "name": f.name,
-                        "description": validation.text(
-                            "fields.description", f.description, required=False, limit=1000
-                        ),
-                        "sensitivity": f.sensitivity.value,
-                    }
-                    for f in spec.fields
-                ],
+                fields=described,
                 compatibility=spec.compatibility.value,
                 backflow_eligible=spec.backflow_eligible,
             )
@@ -529,6 +575,7 @@ class Catalog:
             for name in schemas.parse(s.definition).top_level_fields()
         }
         new = [name for name in parsed.top_level_fields() if name not in seen]
+        _check_field_names(new, "definition")
         by_name = {spec.name: spec for spec in given}
         for name in by_name:
             if name not in new:

@@ -234,7 +234,7 @@ def reconcile(
     return len(missing)
 
 
-_ARCHIVE_NAME = re.compile(r"ledger-(\d+)-(\d+)-(\d{8})\.avro")
+_ARCHIVE_NAME = re.compile(r"ledger-([0-9]+)-([0-9]+)-([0-9]{8})\.avro")
 
 
 def archive_to(directory: Path) -> Callable[[Iterable[Any], int, bytes], tuple[str, str]]:
