@@ -8,7 +8,6 @@ import json
 import tempfile
 import zoneinfo
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,7 +22,7 @@ from catalog.service import decode_page_token, encode_page_token
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
 from exchange.audit import AuditTasks
-from exchange.rpc import Authenticator, streaming, unary
+from exchange.rpc import Authenticator, datetime_of, streaming, unary
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -96,8 +95,12 @@ def entry_message(row: Any) -> pb.LedgerEntry:
 
 def entry_filter(message: pb.LedgerFilter, after_sequence: int = 0) -> EntryFilter:
     """The filter of a request."""
-    start = message.start_time.ToDatetime(UTC) if message.HasField("start_time") else None
-    end = message.end_time.ToDatetime(UTC) if message.HasField("end_time") else None
+    start = (
+        datetime_of(message.start_time, "filter.start_time")
+        if message.HasField("start_time")
+        else None
+    )
+    end = datetime_of(message.end_time, "filter.end_time") if message.HasField("end_time") else None
     if start is not None and end is not None and end <= start:
         raise InvalidArgument(
             Reason.INVALID_FIELD,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,7 +16,7 @@ from catalog.errors import InvalidArgument, Reason
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
-from exchange.rpc import Authenticator, unary
+from exchange.rpc import Authenticator, datetime_of, unary
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -240,7 +240,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def RevokeSigningKey(
         self, request: pb.RevokeSigningKeyRequest, identity: Identity, context: Any
     ) -> pb.RevokeSigningKeyResponse:
-        at = request.revoke_time.ToDatetime(UTC) if request.HasField("revoke_time") else None
+        at = (
+            datetime_of(request.revoke_time, "revoke_time")
+            if request.HasField("revoke_time")
+            else None
+        )
         row = self.catalog.revoke_signing_key(
             identity, request.system, request.key_id, request.reason, at, request.compromised
         )
@@ -361,16 +365,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.CreateGrantRequest, identity: Identity, context: Any
     ) -> pb.CreateGrantResponse:
         g = request.grant
-        expires = None
-        if g.HasField("expire_time"):
-            try:
-                expires = g.expire_time.ToDatetime(models.UTC)
-            except (ValueError, OverflowError) as exc:
-                raise InvalidArgument(
-                    Reason.INVALID_FIELD,
-                    "expire_time must be a valid timestamp (years 1-9999)",
-                    {"field": "expire_time"},
-                ) from exc
+        expires = datetime_of(g.expire_time, "expire_time") if g.HasField("expire_time") else None
         row = self.catalog.create_grant(
             identity,
             resource_code=g.resource,

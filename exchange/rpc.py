@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
 from cryptography import x509
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -171,10 +174,23 @@ class Authenticator:
 
 
 def status_of(error: LijiaoError) -> grpc.Status:
-    """Builds the gRPC status of a refusal, with its ErrorInfo detail."""
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
+    """Builds the gRPC status of a refusal, with its ErrorInfo detail.
+
+    The message and the ErrorInfo metadata are shortened as denial entries are: they may
+    repeat the caller's input, and trailers beyond gRPC's metadata limit (8 KiB soft,
+    16 KiB hard) would reach the client as RESOURCE_EXHAUSTED without any ErrorInfo.
+    Bounded so, the whole status takes under 5 kB on the wire.
+    """
+    metadata: dict[str, str] = {}
+    room = _STATUS_METADATA_BYTES
+    for key, value in list(error.metadata.items())[:_DETAIL_ENTRIES]:
+        key = _cut(key, _KEY_LIMIT, _KEY_LIMIT)
+        value = _cut(value, _DETAIL_LIMIT, _STATUS_VALUE_BYTES)
+        room -= len(key.encode()) + len(value.encode())
+        if room < 0:
+            break
+        metadata[key] = value
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     details = [detail]
@@ -184,17 +200,33 @@ def status_of(error: LijiaoError) -> grpc.Status:
         hint = any_pb2.Any()
         hint.Pack(retry)
         details.append(hint)
+    message = _cut(error.message, _MESSAGE_LIMIT, _STATUS_MESSAGE_BYTES)
     return rpc_status.to_status(
-        status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+        status_pb2.Status(code=error.code.value[0], message=message, details=details)
     )
 
 
 _MESSAGE_LIMIT = 500
 _DETAIL_LIMIT = 160
+_KEY_LIMIT = 64
+_DETAIL_ENTRIES = 16
+# UTF-8 bytes of a status: grpc-message sends each non-ASCII byte as three characters.
+_STATUS_MESSAGE_BYTES = 600
+_STATUS_VALUE_BYTES = 200
+_STATUS_METADATA_BYTES = 1024
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+def _cut(text: str, limit: int, max_bytes: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters (and ``max_bytes`` bytes of UTF-8), saying
+    how long it was."""
+    if len(text) <= limit and (max_bytes is None or len(text.encode()) <= max_bytes):
+        return text
+    suffix = f"… ({len(text)} characters)"
+    head = text[:limit]
+    if max_bytes is not None:
+        room = max(max_bytes - len(suffix.encode()), 0)
+        head = head.encode()[:room].decode(errors="ignore")
+    return head + suffix
 
 
 def _caller_address(peer: str) -> str:
@@ -211,7 +243,10 @@ def denial_entry(
     Texts are cut to a bound: a refusal must not let a caller write megabytes into an
     append-only ledger kept for months.
     """
-    details = {_cut(k, 64): _cut(v, _DETAIL_LIMIT) for k, v in list(error.metadata.items())[:16]}
+    details = {
+        _cut(k, _KEY_LIMIT): _cut(v, _DETAIL_LIMIT)
+        for k, v in list(error.metadata.items())[:_DETAIL_ENTRIES]
+    }
     return NewEntry(
         EntryKind.DENIAL,
         "call.refused",
@@ -248,7 +283,7 @@ async def abort(
 ) -> None:
     """Counts and records a refusal, then ends the call with its status."""
     metrics.REJECTIONS.labels(error.reason).inc()
-    log.info("refused %s: %s", error.reason, error.message)
+    log.info("refused %s: %s", error.reason, _cut(error.message, _MESSAGE_LIMIT))
     peer = context.peer() or ""
     who = identity.name if identity is not None else _caller_address(peer)
     count = auth.denial_to_record(who, error.reason) if auth is not None else None
@@ -324,7 +359,12 @@ def streaming(
     [Callable[[S, Any, Identity, Any], AsyncIterator[Resp]]],
     Callable[[S, Any, Any], AsyncIterator[Resp]],
 ]:
-    """Wraps a response-streaming servicer method ``(self, requests, identity, context)``."""
+    """Wraps a response-streaming servicer method ``(self, requests, identity, context)``.
+
+    ``requests`` is the request of a unary-stream call (checked like a unary one) or the
+    request iterator of a stream-stream call (whose messages the method checks as it
+    reads them; one that does not parse is MALFORMED_MESSAGE).
+    """
 
     def wrap(
         fn: Callable[[S, Any, Identity, Any], AsyncIterator[Resp]],
@@ -337,6 +377,8 @@ def streaming(
                 identity = auth.identify(context)
                 auth.limits.calls.take(identity.name)
                 _check_role(identity, roles)
+                if isinstance(requests, Message):  # a unary-stream call's one request
+                    refuse_nul(requests)
                 with auth.limits.streams.open(identity.name):
                     async for response in fn(self, requests, identity, context):
                         yield response
@@ -386,6 +428,31 @@ def refuse_nul(message: Any) -> None:
         )
 
 
+_MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def datetime_of(stamp: Timestamp, field: str) -> datetime:
+    """The aware UTC datetime of a timestamp in a request.
+
+    Args:
+        stamp: The request's timestamp.
+        field: Its path in the request, named in the refusal (e.g. ``filter.start_time``).
+
+    Raises:
+        InvalidArgument: INVALID_FIELD: the timestamp is outside years 1-9999, or its
+            nanos outside 0-999,999,999.
+    """
+    if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999):
+        raise InvalidArgument(
+            Reason.INVALID_FIELD,
+            f"{field} must be a valid timestamp (years 1-9999, nanos 0-999,999,999)",
+            {"field": field},
+        )
+    moment: datetime = stamp.ToDatetime(UTC)
+    return moment
+
+
 def _method(servicer: Any, fn: Callable[..., Any]) -> str:
     """The full gRPC method name, e.g. /exchange.v1.ExchangeService/Publish."""
     for base in type(servicer).__mro__:
@@ -412,13 +479,20 @@ def _malformed() -> InvalidArgument:
 
 
 _MALFORMED = object()
+# gRPC's own services, which answer without a credential.
+_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
-    """Answers a unary request that does not parse with INVALID_ARGUMENT, not UNKNOWN.
+    """Answers a request that does not parse with INVALID_ARGUMENT MALFORMED_MESSAGE.
 
-    gRPC parses unary requests before the servicer runs; streamed requests are parsed
-    inside it, where :func:`streaming` catches the same failure.
+    gRPC parses the request of a unary-unary or unary-stream call before the servicer
+    runs; this interceptor parses it leniently and, for bytes that do not parse,
+    authenticates the caller first (health checking and reflection excepted): a bad
+    credential is refused as such, and a known caller's denial entry names it. Streamed
+    requests are parsed as the servicer reads them: :func:`streaming` refuses those of
+    the gateway's services after authenticating the caller, and this interceptor those
+    of gRPC's own (reflection).
     """
 
     def __init__(self, auth: Authenticator | None = None) -> None:
@@ -430,10 +504,10 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         parse = handler.request_deserializer
-        behaviour = handler.unary_unary
+        method: str = handler_call_details.method
 
         def lenient(data: bytes) -> Any:
             try:
@@ -441,15 +515,58 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
             except DecodeError:
                 return _MALFORMED
 
-        auth, method = self.auth, handler_call_details.method
-
-        async def guarded(request: Any, context: Any) -> Any:
-            if request is _MALFORMED:
-                await abort(context, _malformed(), auth, None, method)
-            return await behaviour(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=lenient,
-            response_serializer=handler.response_serializer,
+        shapes = (
+            (handler.unary_unary, grpc.unary_unary_rpc_method_handler, lenient),
+            (handler.unary_stream, grpc.unary_stream_rpc_method_handler, lenient),
+            (handler.stream_unary, grpc.stream_unary_rpc_method_handler, parse),
+            (handler.stream_stream, grpc.stream_stream_rpc_method_handler, parse),
         )
+        for behaviour, make, deserializer in shapes:
+            if behaviour is not None:
+                return make(
+                    self._guard(behaviour, method),
+                    request_deserializer=deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+    def _guard(self, behaviour: Callable[[Any, Any], Any], method: str) -> Any:
+        """``behaviour``, refusing a request (or a streamed request) that did not parse."""
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def responses(request: Any, context: Any) -> AsyncIterator[Any]:
+                if request is _MALFORMED:
+                    await self._refuse(context, method)
+                try:
+                    async for response in behaviour(request, context):
+                        yield response
+                except DecodeError:
+                    await self._refuse(context, method)
+
+            return responses
+
+        async def answer(request: Any, context: Any) -> Any:  # or writes with context.write
+            if request is _MALFORMED:
+                await self._refuse(context, method)
+            try:
+                return await behaviour(request, context)
+            except DecodeError:
+                await self._refuse(context, method)
+
+        return answer
+
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+        """Ends a call whose request did not parse: a refused credential or call rate
+        wins over MALFORMED_MESSAGE, and a known caller is named in the denial."""
+        auth = self.auth
+        identity: Identity | None = None
+        error: LijiaoError = _malformed()
+        if auth is not None and not method.startswith(_OPEN_SERVICES):
+            try:
+                identity = auth.identify(context)
+                auth.limits.calls.take(identity.name)
+            except LijiaoError as refusal:
+                error = refusal
+            except Exception as failure:
+                await _abort_internal(context, failure)
+        await abort(context, error, auth, identity, method)
