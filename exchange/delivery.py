@@ -7,6 +7,11 @@ acknowledgements do not come within the ack timeout or the subscriber reconnects
 Each delivered batch carries only what the grant allows (its fields, its region) and is
 countersigned by the gateway. Every acknowledged delivery is a ledger entry, committed
 before the cursor moves past it.
+
+An ack acknowledges one delivery on its own stream: it names an offset delivered there
+and not yet acknowledged as often as it was delivered, and reports at most as many
+dead-lettered records as that delivery carried. Any other ack ends the stream with
+``INVALID_ACK`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ MAX_OFFSET = 2**63 - 1  # positions the logs hold
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 MAX_IN_FLIGHT = 1000
 IDLE_WAIT_SECONDS = 0.5
+REMEMBERED_DELIVERIES = 1024  # acknowledged deliveries a stream remembers, to name a repeat
 OPEN_MARKER = "lijiao-subscription"
 
 
@@ -59,6 +65,16 @@ class _InFlight:
     sent_at: float
     attempts: int
     acked: bool = False
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """A batch delivered on one stream: how often, how often acknowledged, how many records
+    its latest delivery carried."""
+
+    deliveries: int = 0
+    acks: int = 0
+    records: int = 0
 
 
 @dataclass(frozen=True)
@@ -325,7 +341,9 @@ class DeliveryPath:
         if which == "start_after_offset":
             if opening.start_after_offset > MAX_OFFSET:
                 raise InvalidArgument(
-                    Reason.INVALID_FIELD, f"open.start_after_offset must be at most {MAX_OFFSET}"
+                    Reason.INVALID_FIELD,
+                    f"open.start_after_offset must be at most {MAX_OFFSET}",
+                    {"field": "open.start_after_offset"},
                 )
             return int(opening.start_after_offset)
         if which == "start_time":
@@ -334,6 +352,7 @@ class DeliveryPath:
                 raise InvalidArgument(
                     Reason.INVALID_FIELD,
                     "open.start_time must be a valid timestamp after 1970 (nanos 0-999999999)",
+                    {"field": "open.start_time"},
                 )
             return await self.log.position_at(resource, stamp.ToNanoseconds())
         return 0
@@ -419,7 +438,13 @@ class _Stream:
         self.window = window
         self.grant = grant
         self.cursor = cursor
+        self.opened_at = cursor  # nothing at or below it is delivered on this stream
         self.last_sent = cursor
+        # by position, in the order first delivered (ascending); past a bound the oldest
+        # at or below the cursor are forgotten, and ``forgotten`` is the highest of them
+        self.deliveries: OrderedDict[int, _Delivery] = OrderedDict()
+        self.remembered = max(REMEMBERED_DELIVERIES, 2 * window)
+        self.forgotten = cursor
         self.in_flight: OrderedDict[int, _InFlight] = OrderedDict()
         self.attempts: dict[int, int] = {}
         self.late_acks: set[int] = set()
@@ -443,23 +468,74 @@ class _Stream:
             self.wake.set()
 
     async def _ack(self, offset: int, dead_lettered: int = 0) -> None:
+        """Takes one acknowledgement of a delivery on this stream.
+
+        Args:
+            offset: The acknowledged batch's position.
+            dead_lettered: Records of it the subscriber put on its own dead-letter list.
+
+        Raises:
+            InvalidArgument: ``INVALID_ACK``: the offset is not awaiting an ack on this
+                stream, or ``dead_lettered`` is more than the records delivered. Nothing
+                has changed then.
+        """
+        seen = self._awaiting_ack(offset)
+        if dead_lettered > seen.records:
+            raise InvalidArgument(
+                Reason.INVALID_ACK,
+                f"the ack of offset {offset} reports {dead_lettered} dead-lettered records; "
+                f"dead_lettered_records must be at most {seen.records}, the records "
+                "delivered in that batch",
+                {"offset": str(offset), "limit": str(seen.records)},
+            )
+        seen.acks += 1
         entry = self.in_flight.get(offset)
         if dead_lettered and (entry is not None or offset in self.attempts):
             self.dead_lettered[offset] = dead_lettered
         if entry is None:
-            if offset <= self.cursor:
-                return  # a repeated ack
-            if offset in self.attempts:
+            if offset > self.cursor and offset in self.attempts:
                 self.late_acks.add(offset)  # acked after the timeout, before the resend
                 self.wake.set()
-                return
-            raise InvalidArgument(
-                Reason.INVALID_ACK,
-                f"offset {offset} was not delivered on this stream",
-                {"offset": str(offset)},
-            )
+            # else acknowledged or given up already: this ack is of its other delivery
+            return
         entry.acked = True
         self._advance()
+
+    def _awaiting_ack(self, offset: int) -> _Delivery:
+        """The delivery on this stream that an ack of ``offset`` acknowledges.
+
+        Raises:
+            InvalidArgument: ``INVALID_ACK``: never delivered on this stream, or every
+                delivery of it acknowledged already.
+        """
+        seen = self.deliveries.get(offset)
+        if seen is not None and seen.acks < seen.deliveries:
+            return seen
+        if seen is not None:
+            times = f" ({seen.deliveries} deliveries)" if seen.deliveries > 1 else ""
+            why = f"offset {offset} was already acknowledged on this stream{times}"
+        elif offset <= self.opened_at or offset > self.forgotten:
+            why = f"offset {offset} was not delivered on this stream"
+        else:
+            why = (
+                f"offset {offset} is not awaiting an ack on this stream "
+                "(it was not delivered here, or was acknowledged long ago)"
+            )
+        raise InvalidArgument(Reason.INVALID_ACK, why, {"offset": str(offset)})
+
+    def _sent_here(self, position: int, records: int) -> None:
+        """Counts a delivery on this stream; forgets the oldest ones the cursor passed."""
+        seen = self.deliveries.get(position)
+        if seen is None:
+            seen = self.deliveries[position] = _Delivery()
+        seen.deliveries += 1
+        seen.records = records
+        while len(self.deliveries) > self.remembered:
+            oldest = next(iter(self.deliveries))
+            if oldest > self.cursor:
+                break
+            del self.deliveries[oldest]
+            self.forgotten = max(self.forgotten, oldest)
 
     def _advance(self) -> None:
         """Moves the cursor over the acknowledged batches at the head of the window.
@@ -479,6 +555,7 @@ class _Stream:
             sent = self.sent.pop(position, None)
             if position in self.given_up:
                 entries.append(self.given_up.pop(position))
+                self.dead_lettered.pop(position, None)  # a late ack's report: given up first
             elif sent is not None:
                 entries.append(self._delivered(head.batch, sent))
         if entries:
@@ -664,6 +741,7 @@ class _Stream:
                         stored, self.grant, self.system, attempt, self.sent_schemas
                     )
                     self.sent[stored.position] = sent
+                    self._sent_here(stored.position, len(delivered.records))
                     self.in_flight[stored.position] = _InFlight(
                         stored, len(delivered.records), time.monotonic(), attempt
                     )

@@ -43,6 +43,16 @@ class RawSubscription:
             exchange_pb2.SubscribeRequest(ack=exchange_pb2.DeliveryAck(offset=offset))
         )
 
+    def ack_with_dead_letters(self, offset: int, dead_lettered_records: int) -> None:
+        """Acknowledges a delivered batch, reporting records the subscriber dead-lettered."""
+        self._outgoing.put_nowait(
+            exchange_pb2.SubscribeRequest(
+                ack=exchange_pb2.DeliveryAck(
+                    offset=offset, dead_lettered_records=dead_lettered_records
+                )
+            )
+        )
+
 
 def encode(schema: Any, records: Iterable[dict[str, Any]]) -> list[bytes]:
     """Avro-encodes records with a schema (JSON object)."""
