@@ -180,7 +180,7 @@ def load(path: Path) -> AdapterConfig:
 
 
 def _check_signing_key(path: Path) -> None:
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     try:
         Ed25519Signer.from_file(path)
@@ -242,7 +242,7 @@ def _gateway(table: dict[str, Any], base: Path, path: Path) -> GatewayConfig:
     pinned = _get(table, "gateway_key", where, str, "")
     gateway_key = None
     if pinned:
-        from exchange.signing import public_key_from_text
+        from envelope.signing import public_key_from_text
 
         try:
             gateway_key = public_key_from_text(pinned)

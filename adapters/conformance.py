@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from adapters.contract import AdapterError, ReadBatch, Sink, Source
-from catalog import schemas
+from envelope import schemas
 
 
 @dataclass

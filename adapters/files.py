@@ -59,8 +59,8 @@ import fastavro
 from fastavro.validation import ValidationError, validate
 
 from adapters.contract import AdapterError, Option, ReadBatch, Sink, Source, Stream, WriteResult
-from catalog import schemas
-from catalog.errors import InvalidArgument
+from envelope import schemas
+from envelope.errors import InvalidArgument
 
 DONE, REJECTED = "done", "rejected"
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".avro": "avro"}

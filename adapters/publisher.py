@@ -32,9 +32,9 @@ from adapters.connection import (
     open_channel,
 )
 from adapters.errors import RETRYABLE, GatewayRefusal, retry_delay
-from catalog import schemas
-from exchange.envelope import digest_of_batch
-from exchange.signing import Signer
+from envelope import schemas
+from envelope.digest import digest_of_batch
+from envelope.signing import Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 MAX_BATCH_MESSAGE_BYTES = MAX_MESSAGE_BYTES // 2  # the gateway's default batch limit

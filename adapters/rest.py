@@ -54,8 +54,8 @@ from fastavro.validation import ValidationError, validate
 
 from adapters.connection import Backoff
 from adapters.contract import AdapterError, Option, ReadBatch, Sink, Source, Stream, WriteResult
-from catalog import schemas
-from catalog.errors import InvalidArgument
+from envelope import schemas
+from envelope.errors import InvalidArgument
 
 logger = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from adapters.publisher import MAX_BATCH_MESSAGE_BYTES, Publisher, encode_record
 from adapters.registry import sink_class, source_class
 from adapters.state import AdapterState, Staged
 from adapters.subscriber import ReceivedBatch, Subscriber
-from catalog import schemas
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from exchange.signing import Ed25519Signer
+from envelope import schemas
+from envelope.signing import Ed25519Signer
 from exchange.v1 import exchange_pb2
 
 log = logging.getLogger("lijiao.adapter")

@@ -26,10 +26,9 @@ from fastavro import schemaless_reader
 
 from adapters.connection import Backoff, ClientCertificate, auth_metadata, open_channel
 from adapters.errors import RETRYABLE, GatewayRefusal, VerificationError
-from catalog import schemas
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from exchange import signing
-from exchange.envelope import batch_digest, digest_of_delivery, records_hash_list
+from envelope import schemas, signing
+from envelope.digest import batch_digest, digest_of_delivery, records_hash_list
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 

@@ -20,7 +20,7 @@ gateway
 floor
     What the same records cost with no gateway logic at all: a client process that
     encodes (fastavro ``schemaless_writer``), hashes and signs
-    (``exchange.envelope.batch_digest`` + Ed25519) and streams ``RecordBatch`` messages
+    (``envelope.digest.batch_digest`` + Ed25519) and streams ``RecordBatch`` messages
     with the same in-flight bound over a bare ``grpc.aio`` bidi stream, to a server
     process whose ``Publish`` verifies the signature, decodes every record against a
     parsed schema, appends the serialized batch to a SQLite WAL database with
@@ -232,7 +232,7 @@ def now_ns() -> int:
 
 class SignedBatches:
     """What a floor client does per batch, as a publisher would: encode the records with
-    fastavro, hash the batch (``exchange.envelope``) and sign it with Ed25519."""
+    fastavro, hash the batch (``envelope.digest``) and sign it with Ed25519."""
 
     def __init__(self, key_path: str, schema_json: str) -> None:
         from cryptography.hazmat.primitives import serialization
@@ -240,9 +240,9 @@ class SignedBatches:
         from fastavro import parse_schema, schemaless_writer
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from catalog.schemas import parse as parse_catalog_schema
-        from exchange.envelope import digest_of_batch
-        from exchange.signing import key_id_of
+        from envelope.digest import digest_of_batch
+        from envelope.schemas import parse as parse_catalog_schema
+        from envelope.signing import key_id_of
         from exchange.v1 import exchange_pb2
 
         # bound once: the per-batch methods are the timed work
@@ -291,7 +291,7 @@ def verified_rows(batch: Any, key: Any, parsed: Any) -> list[Any]:
     batch digest, then decode every record (no trailing bytes)."""
     from fastavro import schemaless_reader
 
-    from exchange.envelope import digest_of_batch
+    from envelope.digest import digest_of_batch
 
     key.verify(batch.signature, digest_of_batch(batch))
     rows = []
@@ -416,7 +416,7 @@ def role_publisher(
     ``name`` is the role its messages are sent as (one per lane in the JetStream shape).
     """
     from adapters.publisher import Publisher, encode_records
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     rows = make_records(records)
     gc.freeze()  # the pre-built rows are not the adapter's garbage: keep them out of GC scans
@@ -994,7 +994,7 @@ def setup_lanes(target: str, catalog_url: str, lanes: int) -> list[tuple[str, st
     from catalog.models import Role
     from catalog.v1 import catalog_pb2 as pb
     from catalog.v1 import catalog_pb2_grpc
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     sessions = open_catalog(catalog_url)
 
@@ -1211,7 +1211,7 @@ def run_floor_case(
     context: Any, config: Config, batch_size: int, records: int, run_dir: Path, label: str
 ) -> dict[str, Any]:
     """Floor server and client processes; returns timings and CPU use."""
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     schema_json = json.dumps(RESIDENT_SCHEMA, ensure_ascii=False)
     floor_dir = run_dir / "floor"

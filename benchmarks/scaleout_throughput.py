@@ -16,7 +16,7 @@ schema and record generator of ``exchange_throughput.py``), interleaved when rep
 bare_jetstream
     The floor: what the same records cost through JetStream with no gateway. A client
     process encodes them (fastavro), hashes and signs every batch like a publisher
-    (``exchange.envelope.batch_digest`` + Ed25519), serializes the ``RecordBatch`` and
+    (``envelope.digest.batch_digest`` + Ed25519), serializes the ``RecordBatch`` and
     publishes it with nats-py ``publish_async`` (a ``Nats-Msg-Id`` header, as the gateway
     sets, so JetStream deduplicates the same way) to a fresh file-backed stream laid out
     as the gateway lays out its own, with the same in-flight bound as the publisher,
@@ -666,7 +666,7 @@ def run_bare_case(
     label: str,
 ) -> dict[str, Any]:
     """Bare JetStream client and consumer processes; returns timings and CPU use."""
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     schema_json = json.dumps(RESIDENT_SCHEMA, ensure_ascii=False)
     case_dir = run_dir / "bare"

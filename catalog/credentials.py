@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from catalog import validation
 from catalog.db import close_catalog, open_catalog
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
 from catalog.ledger import ACTOR
 from catalog.models import Credential, Department, Principal, Role, System, utcnow
+from envelope.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
 
 TOKEN_PREFIX = "lj"  # noqa: S105 (a format marker, not a secret)
 TOKEN = "TOKEN"  # noqa: S105 (a credential kind)

@@ -32,18 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from catalog import schemas, validation
+from catalog import validation
 from catalog.credentials import Identity
 from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
-from catalog.errors import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Reason,
-)
 from catalog.models import (
     AccessRequest,
     AdministrativeLevel,
@@ -66,6 +57,16 @@ from catalog.models import (
     utcnow,
 )
 from catalog.service import MAX_KEY_FIELDS, Catalog, Page, check_backflow_eligible
+from envelope import schemas
+from envelope.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+)
 
 PLATFORM = "platform"
 MAX_DURATION_DAYS = 3650

@@ -405,7 +405,7 @@ def _unrecorded(conn: Connection, entries: Sequence[NewEntry]) -> Sequence[NewEn
 
 
 class CheckpointSigner(Protocol):
-    """What signs checkpoints: the gateway's key (see exchange.signing.Signer)."""
+    """What signs checkpoints: the gateway's key (see envelope.signing.Signer)."""
 
     @property
     def key_id(self) -> str: ...

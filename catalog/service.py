@@ -2,7 +2,7 @@
 
 :class:`Catalog` serves the gateway's ``CatalogService`` and the publish and subscribe
 paths. Methods that change the catalog take the acting
-:class:`~catalog.credentials.Identity` and raise :mod:`catalog.errors` refusals.
+:class:`~catalog.credentials.Identity` and raise :mod:`envelope.errors` refusals.
 """
 
 from __future__ import annotations
@@ -19,17 +19,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog import compatibility, schemas, validation
+from catalog import compatibility, validation
 from catalog.credentials import Identity
-from catalog.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Reason,
-)
-from catalog.keys import key_id_of
 from catalog.models import (
     AdministrativeLevel,
     Classification,
@@ -45,6 +36,16 @@ from catalog.models import (
     System,
     utcnow,
 )
+from envelope import schemas
+from envelope.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+)
+from envelope.signing import key_id_of
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from catalog.errors import InvalidArgument, Reason
+from envelope.errors import InvalidArgument, Reason
 
 NAME_LIMIT = 200
 REASON_LIMIT = 2000

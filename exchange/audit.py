@@ -37,9 +37,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from catalog import ledger, ledger_files
 from catalog.ledger import EntryKind, NewEntry
+from envelope.signing import Signer
 from exchange import metrics
 from exchange.log import NewBatch, RecordLog, settle
-from exchange.signing import Signer
 
 log = logging.getLogger("lijiao.audit")
 

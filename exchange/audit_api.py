@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from catalog import ledger, ledger_files
 from catalog.credentials import Identity
-from catalog.errors import InvalidArgument, Reason
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.models import Role
 from catalog.service import decode_page_token, encode_page_token
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
+from envelope.errors import InvalidArgument, Reason
 from exchange.audit import AuditTasks
 from exchange.rpc import Authenticator, datetime_of, streaming, unary
 

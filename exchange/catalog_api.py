@@ -12,10 +12,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from catalog import models, service
 from catalog.compatibility import CompatibilityMode
 from catalog.credentials import Identity
-from catalog.errors import InvalidArgument, Reason
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
+from envelope.errors import InvalidArgument, Reason
 from exchange.rpc import Authenticator, datetime_of, unary
 
 E = TypeVar("E", bound=enum.Enum)

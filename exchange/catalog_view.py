@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from catalog import schemas
-from catalog.errors import FailedPrecondition, NotFound, Reason
 from catalog.governance import Governance
 from catalog.models import Resource, Sensitivity, SigningKey, System, SystemStatus, utcnow
 from catalog.service import Catalog
+from envelope import schemas
+from envelope.errors import FailedPrecondition, NotFound, Reason
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from catalog.credentials import issue_token_at
-from catalog.errors import LijiaoError
 from catalog.models import Role
+from envelope.errors import LijiaoError
+from envelope.signing import Ed25519Signer
 from exchange.cli_adapter import adapter
 from exchange.cli_audit import audit
 from exchange.cli_catalog import catalog
@@ -21,7 +22,6 @@ from exchange.cli_db import db_group
 from exchange.cli_governance import GROUPS
 from exchange.cli_pki import ROLES, pki_group
 from exchange.settings import Settings
-from exchange.signing import Ed25519Signer
 
 _PATH = click.Path(path_type=Path)
 

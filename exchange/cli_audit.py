@@ -24,6 +24,7 @@ from catalog.db import close_catalog
 from catalog.db import open_catalog as open_catalog_database
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
+from envelope.signing import Ed25519Signer
 from exchange.audit import apply_retention
 from exchange.cli_catalog import (
     CALL_TIMEOUT_SECONDS,
@@ -38,7 +39,6 @@ from exchange.cli_catalog import (
     open_catalog,
 )
 from exchange.settings import Settings
-from exchange.signing import Ed25519Signer
 
 _audit_command = functools.partial(_catalog_command, stub_class=audit_pb2_grpc.AuditServiceStub)
 _KIND = ProtoEnumChoice(pb.LedgerEntryKind.DESCRIPTOR)

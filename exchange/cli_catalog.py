@@ -29,11 +29,11 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from adapters.connection import auth_metadata, open_blocking_channel
+from adapters.connection import ClientCertificate, auth_metadata, open_blocking_channel
 from adapters.errors import error_info
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from envelope.signing import public_key_from_text
 from exchange.settings import Settings
-from exchange.signing import public_key_from_text
 
 CALL_TIMEOUT_SECONDS = 30.0
 _CATALOG_STUB = catalog_pb2_grpc.CatalogServiceStub
@@ -158,6 +158,19 @@ class CatalogClient:
         return merged
 
 
+def client_certificate(settings: Settings) -> ClientCertificate | None:
+    """The client certificate the CLI presents, when both files are set.
+
+    Raises:
+        click.UsageError: Only one of the two is set.
+    """
+    if bool(settings.client_cert) != bool(settings.client_key):
+        raise click.UsageError("give both --client-cert and --client-key (LIJIAO_CLIENT_CERT/KEY)")
+    if settings.client_cert and settings.client_key:
+        return ClientCertificate(settings.client_cert, settings.client_key)
+    return None
+
+
 @contextlib.contextmanager
 def open_catalog(
     settings: Settings, stub_class: Callable[[grpc.Channel], Any] = _CATALOG_STUB
@@ -167,10 +180,7 @@ def open_catalog(
     Raises:
         click.UsageError: No token is configured.
     """
-    try:
-        client = settings.client_certificate()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    client = client_certificate(settings)
     if not settings.token and client is None:
         raise click.UsageError(NO_CREDENTIAL)
     target, ca_cert, insecure = settings.gateway, settings.ca_cert, settings.insecure

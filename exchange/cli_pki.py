@@ -14,9 +14,9 @@ from cryptography import x509
 
 from catalog.credentials import bind_certificate_at, revoke_certificate
 from catalog.db import close_catalog, open_catalog
-from catalog.errors import LijiaoError
 from catalog.ledger import ACTOR
 from catalog.models import Role
+from envelope.errors import LijiaoError
 from exchange import pki
 from exchange.settings import Settings
 

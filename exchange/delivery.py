@@ -34,19 +34,20 @@ from sqlalchemy import Table, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog import schemas, validation
+from catalog import validation
 from catalog.credentials import Identity
-from catalog.errors import InvalidArgument, PermissionDenied, Reason
 from catalog.ledger import EntryKind, NewEntry, format_ns
 from catalog.masks import DEFAULT_POLICY, MaskPolicy
 from catalog.models import DeliveryAttempt, Sensitivity, utcnow
+from envelope import schemas
+from envelope.digest import digest_of_delivery
+from envelope.errors import InvalidArgument, PermissionDenied, Reason
+from envelope.signing import Signer
 from exchange import metrics
 from exchange.audit import LedgerWriter
 from exchange.catalog_view import CatalogView, GrantView
-from exchange.envelope import digest_of_delivery
 from exchange.log import RecordLog, StoredBatch
 from exchange.rpc import refuse_nul
-from exchange.signing import Signer
 from exchange.v1 import exchange_pb2
 
 DEFAULT_IN_FLIGHT = 16

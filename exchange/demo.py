@@ -28,13 +28,13 @@ from adapters.publisher import Publisher, encode_records
 from adapters.subscriber import ReceivedBatch, Subscriber
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
+from envelope.signing import Ed25519Signer
 from exchange.demo_adapters import AdapterResult, run_adapters
 from exchange.demo_audit import AuditResult, run_audit
 from exchange.demo_governance import TourResult, run_tour
 from exchange.demo_pki import DemoPKI
 from exchange.server import Gateway
 from exchange.settings import Settings
-from exchange.signing import Ed25519Signer
 
 RESOURCE = "PSB-RESIDENT"
 LICENCES = 5_000

@@ -57,7 +57,7 @@ from nats.js.errors import (
 )
 from nats.js.errors import Error as JetStreamError
 
-from catalog.errors import AlreadyExists, Reason, ResourceExhausted, Unavailable
+from envelope.errors import AlreadyExists, Reason, ResourceExhausted, Unavailable
 from exchange.log import Appended, CursorLag, NewBatch, StoredBatch
 from exchange.metrics import family_of
 from exchange.v1 import exchange_pb2

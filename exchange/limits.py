@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from catalog.errors import Reason, ResourceExhausted
+from envelope.errors import Reason, ResourceExhausted
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from catalog.errors import AlreadyExists, Reason
+from envelope.errors import AlreadyExists, Reason
 
 T = TypeVar("T")
 

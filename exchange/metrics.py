@@ -1,6 +1,6 @@
 """Prometheus metrics of the gateway. Names are prefixed ``lijiao_``, in base units.
 
-Label sets are bounded: ``reason`` takes the ErrorInfo reasons of catalog.errors,
+Label sets are bounded: ``reason`` takes the ErrorInfo reasons of envelope.errors,
 ``department``/``provider`` the catalog's department codes, ``resource`` its resource
 codes (or "" when ``LIJIAO_METRICS_RESOURCE_LABELS=false``), ``family`` the resource
 codes' prefixes, and the lag gauges one series per subscription with an active grant.

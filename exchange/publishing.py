@@ -20,9 +20,12 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 
-from catalog import ledger, schemas
+from catalog import ledger
 from catalog.credentials import Identity
-from catalog.errors import (
+from catalog.ledger import EntryKind, NewEntry, format_ns
+from envelope import schemas, signing
+from envelope.digest import FINGERPRINT_SIZE, digest_of_batch
+from envelope.errors import (
     FailedPrecondition,
     InvalidArgument,
     LijiaoError,
@@ -30,11 +33,9 @@ from catalog.errors import (
     Reason,
     ResourceExhausted,
 )
-from catalog.ledger import EntryKind, NewEntry, format_ns
-from exchange import metrics, signing
+from exchange import metrics
 from exchange.audit import LedgerWriter, recovered
 from exchange.catalog_view import CatalogView
-from exchange.envelope import FINGERPRINT_SIZE, digest_of_batch
 from exchange.limits import TokenBuckets
 from exchange.log import NewBatch, RecordLog
 from exchange.record_checker import RecordChecker
@@ -270,7 +271,7 @@ class PublishPath:
 
         Returns a future of the acknowledgement so the caller can validate the next
         batch while this one commits. Refusals raise before anything is stored. The
-        records are checked as exact Avro (:mod:`exchange.exact_avro`), a big batch
+        records are checked as exact Avro (:mod:`envelope.avro`), a big batch
         in worker processes, and the CPU this takes is charged to the caller.
         """
         received = time.time_ns()

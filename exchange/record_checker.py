@@ -28,9 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from catalog.errors import InvalidArgument, Reason
-from catalog.schemas import ParsedSchema
-from exchange.exact_avro import ExactReader, Refusal
+from envelope.avro import ExactReader, Refusal
+from envelope.errors import InvalidArgument, Reason
+from envelope.schemas import ParsedSchema
 from exchange.limits import TokenBuckets
 
 log = logging.getLogger("lijiao.records")

@@ -2,7 +2,7 @@
 
 Servicer methods are wrapped with :func:`unary` or :func:`streaming`: the wrapper
 resolves the caller's :class:`~catalog.credentials.Identity`, checks the role, and turns
-a :class:`~catalog.errors.LijiaoError` into a status carrying a ``google.rpc.ErrorInfo``.
+a :class:`~envelope.errors.LijiaoError` into a status carrying a ``google.rpc.ErrorInfo``.
 Every refusal is also a DENIAL entry of the audit ledger, and catalog changes made
 during a call are recorded as the caller's (catalog.ledger.ACTOR).
 """
@@ -30,7 +30,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from catalog.credentials import Identity, authenticate_certificate, authenticate_token
-from catalog.errors import (
+from catalog.ledger import ACTOR, EntryKind, NewEntry
+from catalog.models import Role
+from envelope.errors import (
     ERROR_DOMAIN,
     InvalidArgument,
     LijiaoError,
@@ -38,8 +40,6 @@ from catalog.errors import (
     Reason,
     Unauthenticated,
 )
-from catalog.ledger import ACTOR, EntryKind, NewEntry
-from catalog.models import Role
 from exchange import metrics, pki
 from exchange.audit import LedgerWriter
 from exchange.limits import Limits
@@ -202,7 +202,7 @@ def status_of(error: LijiaoError) -> grpc.Status:
         details.append(hint)
     message = _cut(error.message, _MESSAGE_LIMIT, _STATUS_MESSAGE_BYTES)
     return rpc_status.to_status(
-        status_pb2.Status(code=error.code.value[0], message=message, details=details)
+        status_pb2.Status(code=error.code.value, message=message, details=details)
     )
 
 

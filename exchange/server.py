@@ -27,7 +27,6 @@ from prometheus_client import start_http_server
 
 from catalog import ledger
 from catalog.db import SchemaBehind, close_catalog, open_catalog
-from catalog.errors import LijiaoError
 from catalog.governance import Governance
 from catalog.service import Catalog
 from catalog.v1 import (
@@ -38,6 +37,8 @@ from catalog.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
 )
+from envelope.errors import LijiaoError
+from envelope.signing import Ed25519Signer
 from exchange import metrics
 from exchange.approval_api import ApprovalServicer
 from exchange.audit import (
@@ -60,7 +61,6 @@ from exchange.publishing import BatchLimits, PublishPath
 from exchange.record_checker import RecordChecker
 from exchange.rpc import Authenticator, MalformedRequests
 from exchange.settings import Settings
-from exchange.signing import Ed25519Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 log = logging.getLogger("lijiao.gateway")

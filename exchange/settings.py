@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.connection import ClientCertificate
 from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
 from catalog.governance import GovernanceRules
-from catalog.keys import key_id_of
 from catalog.masks import MaskPolicy
+from envelope.signing import key_id_of, public_key_from_text
 from exchange.audit import (
     PERSONAL_RETENTION_MINIMUM_DAYS,
     RETENTION_MINIMUM_DAYS,
     AuditSettings,
 )
-from exchange.signing import public_key_from_text
 
 ENV_PREFIX = "LIJIAO_"
 
@@ -182,18 +180,6 @@ class Settings:
             prune=self.ledger_prune,
             witness_file=self.data_dir / "ledger-witness.json",
         )
-
-    def client_certificate(self) -> ClientCertificate | None:
-        """The client certificate a CLI presents, when both files are set.
-
-        Raises:
-            ValueError: Only one of the two is set.
-        """
-        if bool(self.client_cert) != bool(self.client_key):
-            raise ValueError("give both --client-cert and --client-key (LIJIAO_CLIENT_CERT/KEY)")
-        if self.client_cert and self.client_key:
-            return ClientCertificate(self.client_cert, self.client_key)
-        return None
 
     @property
     def revocation_list(self) -> Path | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catalog.errors import Reason
+from envelope.errors import Reason
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

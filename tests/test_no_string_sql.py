@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("catalog", "exchange", "adapters")
+PACKAGES = ("envelope", "catalog", "exchange", "adapters")
 RUNNERS = {"execute", "executemany", "executescript", "exec_driver_sql", "text"}
 
 

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 
 from adapters.connection import auth_metadata, open_blocking_channel
 from adapters.errors import error_info
-from catalog import schemas
-from exchange.envelope import digest_of_batch
-from exchange.signing import Signer
+from envelope import schemas
+from envelope.digest import digest_of_batch
+from envelope.signing import Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 

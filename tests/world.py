@@ -10,7 +10,7 @@ from adapters.connection import auth_metadata, open_blocking_channel
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
-from exchange.signing import Ed25519Signer
+from envelope.signing import Ed25519Signer
 from tests.gateway_harness import RunningGateway
 
 PERSON_SCHEMA: dict[str, Any] = {

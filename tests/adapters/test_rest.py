@@ -28,7 +28,7 @@ from adapters import rest
 from adapters.conformance import SinkCase, SinkConformance, SourceCase, SourceConformance
 from adapters.contract import AdapterError
 from adapters.publisher import encode_records
-from catalog import schemas
+from envelope import schemas
 
 TOKEN = "Bearer s3cret-token-0042"
 ROWS = [

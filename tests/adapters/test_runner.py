@@ -250,7 +250,7 @@ def test_a_refusal_about_the_adapter_keeps_its_batches_and_cursor(
     from adapters.config import load
     from adapters.runner import Runner, state_key
     from adapters.state import AdapterState
-    from exchange.signing import Ed25519Signer
+    from envelope.signing import Ed25519Signer
 
     paths = set_up(gateway, tmp_path, 40)
     stranger = tmp_path / "unregistered-key.pem"

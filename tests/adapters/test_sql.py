@@ -19,7 +19,7 @@ from adapters.conformance import SinkCase, SinkConformance, SourceCase, SourceCo
 from adapters.contract import AdapterError, ReadBatch
 from adapters.publisher import encode_records
 from adapters.sql import SqlSink, SqlSource
-from catalog import schemas
+from envelope import schemas
 
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Dialect sqlite\+pysqlite does \*not\* support Decimal:sqlalchemy.exc.SAWarning"

@@ -14,7 +14,6 @@ from catalog import validation
 from catalog.compatibility import CompatibilityMode
 from catalog.credentials import Identity, authenticate_token, issue_token
 from catalog.db import open_catalog
-from catalog.errors import LijiaoError
 from catalog.models import (
     AdministrativeLevel,
     Classification,
@@ -23,6 +22,7 @@ from catalog.models import (
     SharingType,
 )
 from catalog.service import Catalog, FieldSpec, ResourceSpec
+from envelope.errors import LijiaoError
 from tests.world import PERSON_SCHEMA
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)

@@ -20,7 +20,6 @@ from sqlalchemy import update
 from catalog.credentials import Identity
 from catalog.db import open_catalog
 from catalog.deadlines import WorkingCalendar
-from catalog.errors import LijiaoError
 from catalog.governance import PLATFORM, Governance, GovernanceRules
 from catalog.models import (
     AccessRequest,
@@ -38,6 +37,7 @@ from catalog.models import (
     utcnow,
 )
 from catalog.service import Catalog, FieldSpec, ResourceSpec
+from envelope.errors import LijiaoError
 from tests.world import PERSON_SCHEMA
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)

@@ -9,10 +9,10 @@ import pytest
 
 from catalog.credentials import Identity
 from catalog.db import open_catalog
-from catalog.errors import NotFound
 from catalog.governance import Governance
 from catalog.models import AdministrativeLevel, Classification, Role, SharingType
 from catalog.service import Catalog, ResourceSpec
+from envelope.errors import NotFound
 from tests.world import PERSON_SCHEMA
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)

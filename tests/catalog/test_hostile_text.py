@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from catalog import validation
 from catalog.credentials import Identity
 from catalog.db import close_catalog, open_catalog
-from catalog.errors import InvalidArgument, LijiaoError
 from catalog.governance import Governance, GovernanceRules
 from catalog.models import (
     AdministrativeLevel,
@@ -36,6 +35,7 @@ from catalog.models import (
     SharingType,
 )
 from catalog.service import Catalog, FieldSpec, ResourceSpec
+from envelope.errors import InvalidArgument, LijiaoError
 from tests.gateway_harness import catalog_on_postgres, postgres_schema_url
 from tests.world import PERSON_SCHEMA
 

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from catalog import ledger, ledger_files
 from catalog.credentials import Identity, issue_token
 from catalog.db import close_catalog, open_catalog
-from catalog.errors import AlreadyExists
 from catalog.ledger import EntryFilter, EntryKind, NewEntry, Problem
 from catalog.models import AdministrativeLevel, Role
 from catalog.service import Catalog
+from envelope.errors import AlreadyExists
+from envelope.signing import Ed25519Signer
 from exchange.audit import apply_retention, archive_to, expired_archives
 from exchange.settings import Settings
-from exchange.signing import Ed25519Signer
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)
 

@@ -22,8 +22,8 @@ from catalog.credentials import Identity
 from catalog.ledger import EntryFilter, EntryKind, NewEntry, Problem
 from catalog.models import AdministrativeLevel, Base, Role
 from catalog.service import Catalog
+from envelope.signing import Ed25519Signer
 from exchange.cli import main
-from exchange.signing import Ed25519Signer
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)
 

@@ -11,10 +11,10 @@ from fastavro import schemaless_reader, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from catalog import schemas
-from catalog.errors import InvalidArgument
+from envelope import schemas
+from envelope.avro import ExactReader
+from envelope.errors import InvalidArgument
 from exchange.demo import RESIDENT_SCHEMA, resident
-from exchange.exact_avro import ExactReader
 
 
 def encode(parsed: schemas.ParsedSchema, record: dict[str, object]) -> bytes:

@@ -23,7 +23,7 @@ from catalog import ledger, ledger_files
 from catalog.models import Role
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
-from exchange import envelope
+from envelope import digest as envelope
 from exchange.cli import main
 from exchange.log import NewBatch, open_log
 from tests.exchange.test_subscribe import publish_batches, receive

@@ -27,13 +27,14 @@ from hypothesis import strategies as st
 from adapters.connection import auth_metadata, open_blocking_channel
 from adapters.errors import error_info
 from adapters.files import FileSink
-from catalog import ledger, schemas
+from catalog import ledger
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.models import Role
 from catalog.v1 import approval_pb2 as ap
 from catalog.v1 import approval_pb2_grpc, audit_pb2, audit_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
-from exchange.envelope import digest_of_batch
+from envelope import schemas
+from envelope.digest import digest_of_batch
 from exchange.v1 import exchange_pb2
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, signed_batch

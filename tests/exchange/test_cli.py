@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from catalog.credentials import authenticate_token
 from catalog.db import open_catalog
 from catalog.models import Role
+from envelope.signing import public_key_from_text
 from exchange.cli import main
-from exchange.signing import public_key_from_text
 
 
 def test_serve_refuses_plaintext_unless_asked(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 
 from adapters.connection import auth_metadata
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from envelope.signing import Ed25519Signer, key_id_of
 from exchange.cli_catalog import catalog, enum_words
-from exchange.signing import Ed25519Signer, key_id_of
 
 RESIDENT: dict[str, Any] = {
     "type": "record",

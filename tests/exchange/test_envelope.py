@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exchange.envelope import batch_digest, digest_of_batch
-from exchange.signing import Ed25519Signer, public_key_from_text, verify
+from envelope.digest import batch_digest, digest_of_batch
+from envelope.signing import Ed25519Signer, public_key_from_text, verify
 from exchange.v1 import exchange_pb2
 
 SIGNER = Ed25519Signer.generate()

@@ -28,9 +28,9 @@ from adapters.connection import auth_metadata, open_channel
 from adapters.errors import error_info
 from adapters.subscriber import ReceivedBatch, Subscriber
 from catalog import ledger
-from catalog.errors import InvalidArgument
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import catalog_pb2 as pb
+from envelope.errors import InvalidArgument
 from exchange.delivery import _Stream
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.exchange.test_subscribe import publish_batches

@@ -14,7 +14,7 @@ import pytest
 from adapters.errors import GatewayRefusal, error_info
 from adapters.publisher import Publisher
 from catalog.v1 import catalog_pb2 as pb
-from exchange.envelope import digest_of_batch
+from envelope.digest import digest_of_batch
 from exchange.log import NewBatch, SqliteLog
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, signed_batch

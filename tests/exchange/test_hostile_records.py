@@ -20,12 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.connection import open_blocking_channel
 from adapters.errors import error_info
-from catalog import schemas
-from catalog.errors import InvalidArgument
 from catalog.ledger import EntryKind
 from catalog.models import Resource, SchemaVersion
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
+from envelope import schemas
+from envelope.errors import InvalidArgument
 from exchange.record_checker import RecordChecker
 from exchange.v1 import exchange_pb2
 from tests.exchange.test_security import entries

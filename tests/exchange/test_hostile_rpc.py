@@ -25,11 +25,11 @@ from google.rpc import error_details_pb2, status_pb2
 from adapters.connection import ClientCertificate, auth_metadata, open_blocking_channel
 from adapters.errors import error_info
 from catalog import ledger
-from catalog.errors import InvalidArgument, Reason
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.models import Role
 from catalog.v1 import audit_pb2, audit_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
+from envelope.errors import InvalidArgument, Reason
 from exchange import pki
 from exchange.cli import main
 from exchange.rpc import status_of

@@ -11,7 +11,7 @@ import pytest
 
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
-from exchange.signing import Ed25519Signer
+from envelope.signing import Ed25519Signer
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, rejections, signed_batch
 from tests.world import PERSON_SCHEMA, World, build_world, person
@@ -81,7 +81,7 @@ def test_an_unknown_resource_is_refused(world: World) -> None:
     batch = good_batch(world)
     batch.resource = "NO-SUCH-RESOURCE"
     batch.signature = world.systems["PSB-HUKOU"].signer.sign(
-        __import__("exchange.envelope", fromlist=["x"]).digest_of_batch(batch)
+        __import__("envelope.digest", fromlist=["x"]).digest_of_batch(batch)
     )
     _refused(world, batch, "UNKNOWN_RESOURCE", grpc.StatusCode.NOT_FOUND)
 

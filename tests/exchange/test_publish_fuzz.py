@@ -1,6 +1,6 @@
 """Fuzzing the publish path's checks against independent implementations.
 
-- The record checker (:class:`exchange.exact_avro.ExactReader`) against a strict Avro
+- The record checker (:class:`envelope.avro.ExactReader`) against a strict Avro
   reader written here from the specification: for valid records and for mutations of
   them (bytes flipped, inserted, removed, cut), both must accept exactly the same
   records, and read the same values.
@@ -25,9 +25,9 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from catalog.errors import LijiaoError
-from exchange.envelope import digest_of_batch
-from exchange.exact_avro import ExactReader
+from envelope.avro import ExactReader
+from envelope.digest import digest_of_batch
+from envelope.errors import LijiaoError
 from exchange.publishing import MAX_BATCH_ID_LENGTH, MAX_SEQUENCE, BatchLimits, PublishPath
 from exchange.v1 import exchange_pb2
 

@@ -19,8 +19,8 @@ from adapters.publisher import Publisher
 from catalog import ledger
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import catalog_pb2 as pb
-from exchange.envelope import digest_of_batch
-from exchange.signing import Ed25519Signer
+from envelope.digest import digest_of_batch
+from envelope.signing import Ed25519Signer
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
 from tests.wire import encode, publish, signed_batch

@@ -18,7 +18,8 @@ from adapters.subscriber import ReceivedBatch, Subscriber
 from catalog import ledger
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import catalog_pb2 as pb
-from exchange import envelope, signing
+from envelope import digest as envelope
+from envelope import signing
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
 from tests.wire import RawSubscription, encode, publish, signed_batch

@@ -1,14 +1,31 @@
-"""Domain errors: each carries a gRPC status code and a machine-readable reason.
+"""Domain errors: each carries a status code and a machine-readable reason.
 
-The gateway turns them into a gRPC status with a ``google.rpc.ErrorInfo`` detail in one
-place (``exchange.rpc``); the reasons below are the stable, documented vocabulary.
+The codes are gRPC's, by name and number, without importing gRPC: the gateway turns an
+error into a gRPC status with a ``google.rpc.ErrorInfo`` detail in one place
+(``exchange.rpc``), and adapters raise the same errors locally. The reasons below are
+the stable, documented vocabulary.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 
-import grpc
+
+class Code(enum.Enum):
+    """The status codes refusals use (gRPC's names and numbers)."""
+
+    INVALID_ARGUMENT = 3
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
+
 
 ERROR_DOMAIN = "lijiao.gov"
 
@@ -16,7 +33,7 @@ ERROR_DOMAIN = "lijiao.gov"
 class LijiaoError(Exception):
     """A refusal with a status code, a reason and a message that says what to fix."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
+    code: Code = Code.INVALID_ARGUMENT
 
     def __init__(
         self,
@@ -24,7 +41,7 @@ class LijiaoError(Exception):
         message: str,
         metadata: Mapping[str, str] | None = None,
         *,
-        code: grpc.StatusCode | None = None,
+        code: Code | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
@@ -39,43 +56,43 @@ class LijiaoError(Exception):
 class InvalidArgument(LijiaoError):
     """The request itself is malformed."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
 
 class NotFound(LijiaoError):
     """A named thing does not exist."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class AlreadyExists(LijiaoError):
     """A thing with that identity exists already."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
 
 
 class FailedPrecondition(LijiaoError):
     """The request is well-formed but the catalog's state does not allow it."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class PermissionDenied(LijiaoError):
     """The caller is known but not allowed to do this."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Code.PERMISSION_DENIED
 
 
 class Unauthenticated(LijiaoError):
     """The caller presented no valid credential."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = Code.UNAUTHENTICATED
 
 
 class ResourceExhausted(LijiaoError):
     """A size or rate limit was exceeded."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class Reason:
@@ -130,10 +147,10 @@ class Reason:
 class Unavailable(LijiaoError):
     """A store the gateway depends on does not answer; the same call can be retried."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
 
 
 class Aborted(LijiaoError):
     """A concurrent change won; reload and try again."""
 
-    code = grpc.StatusCode.ABORTED
+    code = Code.ABORTED

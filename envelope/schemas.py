@@ -17,7 +17,7 @@ from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, to_parsing_canonical_form
 from fastavro.schema import fingerprint as _fingerprint
 
-from catalog.errors import InvalidArgument, Reason
+from envelope.errors import InvalidArgument, Reason
 
 MAX_DEPTH = 32  # records, arrays, maps and unions inside one another
 MAX_JSON_DEPTH = 200  # nesting of the schema's JSON text, checked before it is parsed

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from catalog import schemas
+from envelope import schemas
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Protocol
@@ -21,11 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from catalog.keys import key_id_of
-
 __all__ = ["ALGORITHM", "Ed25519Signer", "Signer", "key_id_of", "public_key_from_text", "verify"]
 
 ALGORITHM = "ed25519"
+
+
+def key_id_of(public_key: bytes) -> str:
+    """Returns the key id of a raw public key: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
 
 
 class Signer(Protocol):
