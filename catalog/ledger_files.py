@@ -8,7 +8,6 @@ their metadata which entry came before the first one (``lijiao.previous_hash``).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator
@@ -134,7 +133,7 @@ def verify_records(
             previous, expected = None, None
         if expected is not None and sequence != expected:
             return count, f"entry {expected} is missing from the export (it jumps to {sequence})"
-        digest = hashlib.sha256(record["content"].encode()).digest()
+        digest = ledger.digest_of_content(record["content"])
         if digest != record["content_digest"]:
             return count, f"entry {sequence} was modified: its content does not match its digest"
         if previous is not None and record["previous_hash"] != previous:

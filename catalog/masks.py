@@ -218,11 +218,28 @@ def mask_record(
 ) -> dict[str, Any]:
     """Returns a copy of ``record`` with every tagged top-level field not in ``clear`` masked.
 
-    Fields tagged ``NONE``, untagged fields and fields in ``clear`` are copied unchanged; the
+    A masked field that holds a record, an array or a map has every string inside it
+    masked; a union branch read with its name (``(name, value)``) keeps its name. Fields
+    tagged ``NONE``, untagged fields and fields in ``clear`` are copied unchanged; the
     input is never mutated.
+
+    Raises:
+        TypeError: If a masked field holds, at any depth, something other than a string
+            or ``None`` (see :meth:`MaskPolicy.mask`).
     """
     masked = dict(record)
     for field_name, tag in tags.items():
         if tag != Sensitivity.NONE and field_name in masked and field_name not in clear:
-            masked[field_name] = policy.mask(tag, masked[field_name])
+            masked[field_name] = _mask_nested(policy, tag, masked[field_name])
     return masked
+
+
+def _mask_nested(policy: MaskPolicy, tag: Sensitivity, value: Any) -> Any:
+    """Masks a value and every string inside it (records, arrays, maps of strings)."""
+    if isinstance(value, dict):
+        return {key: _mask_nested(policy, tag, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_nested(policy, tag, item) for item in value]
+    if isinstance(value, tuple):  # (record name, record) of a union branch
+        return (value[0], _mask_nested(policy, tag, value[1]))
+    return policy.mask(tag, value)

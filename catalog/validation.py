@@ -17,6 +17,7 @@ from envelope.errors import InvalidArgument, Reason
 NAME_LIMIT = 200
 REASON_LIMIT = 2000
 KEY_VALUE_LIMIT = 256
+MAX_KEY_FIELDS = 16
 FIELD_NAME_LIMIT = 128
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -146,6 +147,8 @@ def region_prefix(region: str) -> str:
 def region_contains(region: str, candidate: str) -> bool:
     """Whether ``candidate`` lies in ``region`` or one of its sub-regions.
 
-    A candidate that is not all ASCII digits lies in no region.
+    Spaces around the candidate are ignored (a fixed-width ``CHAR(12)`` column pads
+    with them); a candidate that is not otherwise all ASCII digits lies in no region.
     """
+    candidate = candidate.strip(" ")
     return _DIGITS.fullmatch(candidate) is not None and candidate.startswith(region_prefix(region))

@@ -6,16 +6,18 @@ Apache Avro), an ``int`` of more than 32 bits, a decimal beyond its precision, a
 with a key twice, a varint with padding bytes, arrays split into odd blocks. A
 signature over such bytes vouches for something different readers read differently.
 
-So the gateway decodes each record, encodes the value again with the same schema (what
-the SDK's publisher does when it writes a record) and requires the very same bytes, and
-it checks the ranges the encoder does not (``int``). This module has no state and no
-I/O; :mod:`exchange.record_checker` runs it off the event loop.
+So the gateway decodes each record with its logical types left out, encodes the value
+again with the same schema and requires the very same bytes; it checks what the
+encoder does not (an ``int`` within 32 bits, a decimal's bytes within its precision);
+and a record of a schema with logical types must also read with them. This module has
+no state and no I/O; :mod:`exchange.record_checker` runs it off the event loop.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,23 +46,32 @@ class Refusal:
 class ExactReader:
     """Reads records of one schema exactly (see the module's description).
 
+    The bytes are checked against the schema with its logical types left out (a
+    decimal is its two's-complement bytes, a date its int), so no conversion runs on
+    unchecked input; then decimals are checked against their precision, and a record
+    of a schema with logical types must also read with them (a date within years
+    1-9999, a uuid string a uuid), as every reader, the gateway's projections too,
+    will read it.
+
     Args:
-        definition: The registered schema, as JSON text or object. Logical types matter
-            (a decimal's precision is checked), so this is the definition as
-            registered, not its canonical form.
+        definition: The registered schema, as JSON text or object: the definition as
+            registered, not its canonical form (which drops logical types).
     """
 
     def __init__(self, definition: str | Any) -> None:
         if isinstance(definition, str):
             definition = json.loads(definition)
-        self.schema = parse_schema(definition)
-        self._range_check = _range_check(parse_schema(definition, _write_hint=False))
+        plain = _without_logical_types(definition)
+        self.schema = parse_schema(plain)
+        self._logical = parse_schema(definition) if plain != definition else None
+        self._check = _value_check(parse_schema(definition, _write_hint=False))
 
     def read(self, record: bytes) -> Any:
-        """Decodes one record.
+        """Decodes one record (logical types left out: decimals as bytes, dates as ints).
 
         Raises:
-            NotExact: The record is not the canonical encoding of its value.
+            NotExact: The record is not the canonical encoding of its value, or holds a
+                value its logical type does not allow.
             Exception: Whatever the decoder raises on bytes that do not decode.
         """
         buffer = io.BytesIO(record)
@@ -68,8 +79,8 @@ class ExactReader:
         left = len(record) - buffer.tell()
         if left:
             raise NotExact(f"{left} bytes are left after the record")
-        if self._range_check is not None:
-            self._range_check(value)
+        if self._check is not None:
+            self._check(value)
         again = io.BytesIO()
         try:
             schemaless_writer(again, self.schema, value)
@@ -77,10 +88,18 @@ class ExactReader:
             raise NotExact(f"its value cannot be written back ({type(exc).__name__})") from exc
         if again.getvalue() != record:
             raise NotExact(
-                "it is not the canonical encoding of its value (a union or enum index, a "
-                "boolean, a decimal, a repeated map key, a padded number or an array "
-                "block differs from what an Avro writer writes)"
+                "it is not the canonical encoding of its value (a union or enum index out "
+                "of range, a boolean byte other than 0 or 1, a map key twice, a padded "
+                "number, or an array or map in more than one block)"
             )
+        if self._logical is not None:
+            try:
+                schemaless_reader(io.BytesIO(record), self._logical, None)
+            except Exception as exc:
+                raise NotExact(
+                    f"a value does not read with its logical type (a date, time, "
+                    f"timestamp or uuid out of its range: {type(exc).__name__})"
+                ) from exc
         return value
 
     def first_refusal(self, records: Sequence[bytes], first_index: int = 0) -> Refusal | None:
@@ -98,12 +117,22 @@ class ExactReader:
         return None
 
 
-def _range_check(node: Any) -> Check | None:
-    """A check of what decoding and encoding again let through (an ``int`` beyond 32
-    bits) for a parsed schema, or None when the schema has no such value. In a union
-    the writer matches a plain value to a branch by checking it (an out-of-range int
-    matches no ``int`` branch); a named type's value comes as (name, value) and is
-    checked here.
+def _without_logical_types(node: Any) -> Any:
+    """The schema with every ``logicalType`` left out (a copy)."""
+    if isinstance(node, list):
+        return [_without_logical_types(item) for item in node]
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    return node
+
+
+def _value_check(node: Any) -> Check | None:
+    """A check of what decoding and encoding again let through, for a parsed schema:
+    an ``int`` beyond 32 bits, a decimal beyond its precision (read as its bytes); None
+    when the schema has neither. In a union the writer matches a plain value to a
+    branch by checking it (an out-of-range int matches no ``int`` branch); a named
+    type's value comes as (name, value) and is checked here, and bytes by the first
+    ``bytes`` branch, which is the one a writer writes them with.
     """
     named: dict[str, Any] = {}
     schemas.collect_named(node, named)
@@ -130,11 +159,17 @@ def _range_check(node: Any) -> Check | None:
                 check = build(branch) if name in named else None
                 if check is not None:
                     branches[name] = check
-            return _union_check(branches) if branches else None
+            raw = next((b for b in node if _kind(b) == "bytes"), None)
+            raw_check = build(raw) if raw is not None else None
+            if not branches and raw_check is None:
+                return None
+            return _union_check(branches, raw_check)
         return None
 
     def build_type(node: dict[str, Any]) -> Check | None:
         kind = node.get("type")
+        if node.get("logicalType") == "decimal" and kind in ("bytes", "fixed"):
+            return _decimal_check(node.get("precision"))
         if kind in ("record", "error"):
             checks = [(f["name"], build(f["type"])) for f in node.get("fields", [])]
             present = [(name, check) for name, check in checks if check is not None]
@@ -160,10 +195,35 @@ def _check_int(value: Any) -> None:
         raise NotExact(f"the int {value} does not fit in 32 bits")
 
 
-def _union_check(branches: dict[str, Check]) -> Check:
+def _union_check(branches: dict[str, Check], raw: Check | None) -> Check:
     def check(value: Any) -> None:
         if isinstance(value, tuple) and len(value) == 2 and value[0] in branches:
             branches[value[0]](value[1])
+        elif raw is not None and isinstance(value, bytes):
+            raw(value)
+
+    return check
+
+
+def _kind(node: Any) -> Any:
+    return node.get("type") if isinstance(node, dict) else node
+
+
+def _decimal_check(precision: Any) -> Check:
+    """Checks a decimal's two's-complement bytes against its precision: first their
+    length (so no conversion of unbounded input runs), then the number of digits."""
+    digits = min(int(precision), schemas.MAX_DECIMAL_PRECISION) if precision else 1
+    # a sign bit, digits * log2(10) bits, and one byte more for writers that pad
+    most_bytes = math.ceil((digits * math.log2(10) + 1) / 8) + 1
+    limit = 10**digits
+
+    def check(value: Any) -> None:
+        if not isinstance(value, bytes):
+            return
+        if not value:
+            raise NotExact("a decimal has no bytes (a Java reader refuses them)")
+        if len(value) > most_bytes or abs(int.from_bytes(value, "big", signed=True)) >= limit:
+            raise NotExact(f"a decimal has more than the {digits} digits of its precision")
 
     return check
 

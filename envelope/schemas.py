@@ -9,7 +9,7 @@ into a stack overflow by a record. Both rules are checked at registration.
 from __future__ import annotations
 
 import json
-import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from envelope.errors import InvalidArgument, Reason
 
 MAX_DEPTH = 32  # records, arrays, maps and unions inside one another
 MAX_JSON_DEPTH = 200  # nesting of the schema's JSON text, checked before it is parsed
+MAX_SCHEMA_CHARACTERS = 256 << 10  # of a schema's JSON text
+MAX_DECIMAL_PRECISION = 1000  # digits (PostgreSQL's numeric holds up to 1000)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,13 @@ def parse(definition: str | Any, *, stored: bool = False) -> ParsedSchema:
             says what fastavro objected to), recursive, or nested too deeply.
     """
     if isinstance(definition, str):
+        if len(definition) > MAX_SCHEMA_CHARACTERS:
+            raise InvalidArgument(
+                Reason.INVALID_SCHEMA,
+                f"the schema has {len(definition):,} characters; at most "
+                f"{MAX_SCHEMA_CHARACTERS:,} are allowed",
+                {"limit": str(MAX_SCHEMA_CHARACTERS)},
+            )
         if _json_depth(definition) > MAX_JSON_DEPTH:
             raise _too_deep()
         try:
@@ -102,6 +111,7 @@ def parse(definition: str | Any, *, stored: bool = False) -> ParsedSchema:
         parsed = parse_schema(definition, _write_hint=False)
         canonical = to_parsing_canonical_form(parsed)
         _no_zero_byte_items(parsed, {})
+        _bounded_decimals(parsed)
         depth = nesting_depth(parsed)
     except RecursionError as exc:
         raise _too_deep() from exc
@@ -125,11 +135,21 @@ def parse(definition: str | Any, *, stored: bool = False) -> ParsedSchema:
 
 
 def _json_depth(text: str) -> int:
-    """The deepest nesting of brackets and braces in JSON text (strings skipped)."""
+    """The deepest nesting of brackets and braces in JSON text (strings skipped), in
+    one pass."""
     depth = deepest = 0
-    for token in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
-        char = token.group()
-        if char in "[{":
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
             depth += 1
             deepest = max(deepest, depth)
         elif char in "]}":
@@ -203,6 +223,25 @@ def collect_named(node: Any, named: dict[str, Any]) -> None:
             collect_named(value, named)
 
 
+def _bounded_decimals(node: Any) -> None:
+    """Refuses a decimal whose precision is not 1 to MAX_DECIMAL_PRECISION digits:
+    checking a value of it would be unbounded work."""
+    if isinstance(node, list):
+        for item in node:
+            _bounded_decimals(item)
+    elif isinstance(node, dict):
+        if node.get("logicalType") == "decimal":
+            precision = node.get("precision")
+            if not isinstance(precision, int) or not 1 <= precision <= MAX_DECIMAL_PRECISION:
+                raise ValueError(
+                    f"a decimal's precision must be 1 to {MAX_DECIMAL_PRECISION} digits, "
+                    f"not {precision!r}"
+                )
+        for key, value in node.items():
+            if key != "default":
+                _bounded_decimals(value)
+
+
 def _no_duplicate_fields(node: Any) -> None:
     """Refuses records with two fields of one name (fastavro accepts them)."""
     if isinstance(node, list):
@@ -210,8 +249,8 @@ def _no_duplicate_fields(node: Any) -> None:
             _no_duplicate_fields(item)
     elif isinstance(node, dict):
         if node.get("type") == "record" and isinstance(node.get("fields"), list):
-            names = [f.get("name") for f in node["fields"] if isinstance(f, dict)]
-            twice = sorted({n for n in names if names.count(n) > 1 and isinstance(n, str)})
+            names = Counter(f.get("name") for f in node["fields"] if isinstance(f, dict))
+            twice = sorted(n for n, count in names.items() if count > 1 and isinstance(n, str))
             if twice:
                 raise ValueError(f"record {node.get('name')!r} has fields named twice: {twice}")
         for value in node.values():

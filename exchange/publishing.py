@@ -100,7 +100,10 @@ class PublishPath:
         self.ledger = ledger
         self.rate = rate  # records per second per principal
         self.checker = checker or RecordChecker()
+        # per publisher and resource: the highest sequence stored, and the batches
+        # accepted but not yet stored, in order (their turns to update it)
         self._sequences: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
     def entry_of(
         self, batch: NewBatch, position: int, stored_ns: int, signed: Any = None
@@ -297,19 +300,38 @@ class PublishPath:
             received_ns=received,
             payload=payload,
         )
-        previous = await self._follows(entry.publisher, entry.resource, entry.sequence)
-        return asyncio.ensure_future(self._append(entry, batch, previous))
+        key = (entry.publisher, entry.resource)
+        await self._know_last_sequence(key, entry.sequence)
+        ahead = list(self._pending.get(key, ()))
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append(turn)
+        return asyncio.ensure_future(self._append(entry, batch, ahead, turn))
 
     async def _append(
-        self, entry: NewBatch, batch: exchange_pb2.RecordBatch, previous: int | None
+        self,
+        entry: NewBatch,
+        batch: exchange_pb2.RecordBatch,
+        ahead: list[asyncio.Future[None]],
+        turn: asyncio.Future[None],
     ) -> exchange_pb2.PublishResponse:
+        key = (entry.publisher, entry.resource)
         try:
             appended = await self.log.append(entry)
-        except BaseException:
-            # Refused (BATCH_ID_REUSED) or not stored: its sequence must not count as
-            # the publisher's; the next batch reads the last one from the log again.
-            self._sequences.pop((entry.publisher, entry.resource), None)
-            raise
+            # The sequence a batch follows is the last one stored before it: wait for
+            # the batches accepted before it to be stored or refused.
+            for earlier in ahead:
+                await earlier
+            previous: int | None = None
+            if not appended.duplicate:
+                previous = self._follows(key, entry.sequence)
+        finally:
+            if not turn.done():
+                turn.set_result(None)
+            waiting = self._pending.get(key, [])
+            if turn in waiting:
+                waiting.remove(turn)
+            if not waiting:
+                self._pending.pop(key, None)
         if appended.duplicate:
             metrics.DUPLICATE_BATCHES.inc()
             # The first attempt may have been stored and then failed to reach the ledger
@@ -339,19 +361,23 @@ class PublishPath:
             durable_time=durable,
         )
 
-    async def _follows(self, publisher: str, resource: str, sequence: int) -> int | None:
-        """The publisher's previous sequence for the resource when this one does not
-        follow it (a gap or a regression), else None. Runs in a stream's order, before
-        the append; the anomaly is reported only if the batch is not a duplicate.
-        """
-        key = (publisher, resource)
-        cached = key in self._sequences
-        if cached and self._sequences[key] >= 0 and sequence != self._sequences[key] + 1:
-            cached = False  # the publisher may have sent through another replica since
-        if not cached:
-            last = await self.log.last_sequence(publisher, resource, MAX_SEQUENCE)
+    async def _know_last_sequence(self, key: tuple[str, str], sequence: int) -> None:
+        """Reads a publisher's last stored sequence for a resource from the log when the
+        gateway does not know it, or when this batch does not follow it and nothing of
+        the publisher's is under way here (it may have sent through another replica)."""
+        if self._pending.get(key):
+            return
+        known = self._sequences.get(key)
+        if known is None or (known >= 0 and sequence != known + 1):
+            last = await self.log.last_sequence(key[0], key[1], MAX_SEQUENCE)
             self._sequences[key] = max(-1 if last is None else last, self._sequences.get(key, -1))
-        previous = self._sequences[key]
+
+    def _follows(self, key: tuple[str, str], sequence: int) -> int | None:
+        """Takes a stored batch's sequence; returns the publisher's previous one when
+        this one does not follow it (a gap or a regression), else None. Called in the
+        order the batches were accepted, each after the ones before it were stored or
+        refused, so a refused batch leaves nothing behind."""
+        previous = self._sequences.get(key, -1)
         self._sequences[key] = max(previous, sequence)
         if previous < 0 or sequence == previous + 1:
             return None

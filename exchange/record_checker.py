@@ -5,26 +5,29 @@ the batch's record count: one valid batch of 31 one-megabyte records, each an ar
 a million booleans, takes seconds. Done on the event loop it would stop every other
 call of every department. So:
 
-- A batch whose records take more than ``inline_bytes`` is checked in worker
-  processes (a pool of ``workers``), in chunks of about ``chunk_bytes``. Chunks of
-  different callers queue in arrival order, so a big batch delays another caller's
-  check by at most one chunk per worker. A decoder crash ends a worker, never the
-  gateway.
+- A batch whose records take more than ``inline_bytes`` (16 KiB) is checked in worker
+  processes (a pool of ``workers``, at lower priority than the gateway), in chunks of
+  about ``chunk_bytes`` (1 MiB). Each caller has at most one chunk queued or running,
+  so another caller's check waits behind at most one chunk of each busy caller. A
+  decoder crash ends a worker, never the gateway.
 - A small batch is checked on the event loop: it takes less than a handoff would.
-- The CPU seconds every check takes are charged to the caller's ``cpu`` bucket; a
-  caller over it is refused with ``RATE_LIMITED`` and told when to retry.
+- The CPU seconds every chunk takes are charged to the caller's ``cpu`` bucket when
+  the chunk ends, whether or not the caller is still waiting; a caller over its bucket
+  is refused before its next chunk with ``RATE_LIMITED`` and told when to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -35,7 +38,7 @@ from exchange.limits import TokenBuckets
 
 log = logging.getLogger("lijiao.records")
 
-INLINE_BYTES = 64 << 10
+INLINE_BYTES = 16 << 10
 CHUNK_BYTES = 1 << 20
 WORKER_NICENESS = 10
 _READERS_KEPT = 256
@@ -43,23 +46,31 @@ _READERS_KEPT = 256
 _readers: dict[bytes, ExactReader] = {}
 
 
-def _reader(fingerprint: bytes, definition: Any) -> ExactReader:
-    """The exact reader of a schema, kept per fingerprint (in each process)."""
-    reader = _readers.get(fingerprint)
+def schema_key(schema: ParsedSchema) -> bytes:
+    """What identifies a schema's rules: its whole definition, not its fingerprint
+    (the canonical form drops logical types, so two resources' schemas may share a
+    fingerprint and differ in a decimal's precision)."""
+    text = json.dumps(schema.definition, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _reader(key: bytes, definition: Any) -> ExactReader:
+    """The exact reader of a schema, kept per definition (in each process)."""
+    reader = _readers.get(key)
     if reader is None:
         if len(_readers) >= _READERS_KEPT:
             _readers.clear()
-        reader = _readers[fingerprint] = ExactReader(definition)
+        reader = _readers[key] = ExactReader(definition)
     return reader
 
 
 def check_chunk(
-    fingerprint: bytes, definition: Any, records: Sequence[bytes], first_index: int
+    key: bytes, definition: Any, records: Sequence[bytes], first_index: int
 ) -> tuple[Refusal | None, float]:
     """Checks records exactly (in a worker process); returns the first refusal and
     the CPU seconds the check took."""
     started = time.thread_time()
-    refusal = _reader(fingerprint, definition).first_refusal(records, first_index)
+    refusal = _reader(key, definition).first_refusal(records, first_index)
     return refusal, time.thread_time() - started
 
 
@@ -107,6 +118,7 @@ class RecordChecker:
         self.chunk_bytes = chunk_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._no_workers = multiprocessing.current_process().daemon
+        self._turns: dict[str, asyncio.Lock] = {}  # one chunk at a time per caller
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -152,20 +164,17 @@ class RecordChecker:
                 "without recursion and publish with it",
                 {"fingerprint": schema.fingerprint_hex},
             )
-        spent = 0.0
-        try:
-            if size <= self.inline_bytes:
-                refusal, spent = check_chunk(schema.fingerprint, schema.definition, records, 0)
-            else:
-                refusal = None
-                for first, part in chunks(records, self.chunk_bytes):
-                    refusal, cpu = await self._in_worker(schema, list(part), first)
-                    spent += cpu
-                    if refusal is not None:
-                        break
-        finally:
-            if self.cpu is not None and spent:
-                self.cpu.charge(caller, spent)
+        key = schema_key(schema)
+        if size <= self.inline_bytes:
+            refusal, spent = check_chunk(key, schema.definition, records, 0)
+            self._charge(caller, spent)
+        else:
+            refusal = None
+            for first, part in chunks(records, self.chunk_bytes):
+                self.admit(caller)
+                refusal = await self._in_turn(caller, key, schema, list(part), first)
+                if refusal is not None:
+                    break
         if refusal is not None:
             raise InvalidArgument(
                 Reason.RECORD_DECODE_FAILED,
@@ -173,22 +182,49 @@ class RecordChecker:
                 {"record_index": str(refusal.index)},
             )
 
+    def _charge(self, caller: str, spent: float) -> None:
+        if self.cpu is not None and spent > 0:
+            self.cpu.charge(caller, spent)
+
+    async def _in_turn(
+        self, caller: str, key: bytes, schema: ParsedSchema, records: list[bytes], first: int
+    ) -> Refusal | None:
+        """Checks one chunk when the caller's previous chunk is done."""
+        turn = self._turns.setdefault(caller, asyncio.Lock())
+        try:
+            async with turn:
+                return await self._in_worker(caller, key, schema, records, first)
+        finally:
+            if not turn.locked() and self._turns.get(caller) is turn:
+                del self._turns[caller]
+
     async def _in_worker(
-        self, schema: ParsedSchema, records: list[bytes], first: int
-    ) -> tuple[Refusal | None, float]:
+        self, caller: str, key: bytes, schema: ParsedSchema, records: list[bytes], first: int
+    ) -> Refusal | None:
+        """Checks one chunk in a worker, charging its CPU to ``caller`` when it ends,
+        even if the caller has gone by then."""
+
+        def charge(done: Future[tuple[Refusal | None, float]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._charge(caller, done.result()[1])
+
         if self._no_workers:
-            return await asyncio.to_thread(
-                check_chunk, schema.fingerprint, schema.definition, records, first
+            refusal, spent = await asyncio.to_thread(
+                check_chunk, key, schema.definition, records, first
             )
+            self._charge(caller, spent)
+            return refusal
         for attempt in (1, 2):
             pool = self._executor()
             try:
                 # submit() may start a worker process (the first time, the fork server
                 # too): not on the event loop
                 future = await asyncio.to_thread(
-                    pool.submit, check_chunk, schema.fingerprint, schema.definition, records, first
+                    pool.submit, check_chunk, key, schema.definition, records, first
                 )
-                return await asyncio.wrap_future(future)
+                future.add_done_callback(charge)
+                refusal, _ = await asyncio.wrap_future(future)
+                return refusal
             except (AssertionError, OSError) as exc:  # no process may be started here
                 log.warning(
                     "record-check workers cannot start (%s); big batches are checked in "
@@ -196,7 +232,7 @@ class RecordChecker:
                     exc,
                 )
                 self._no_workers = True
-                return await self._in_worker(schema, records, first)
+                return await self._in_worker(caller, key, schema, records, first)
             except BrokenProcessPool:
                 # A worker died (a decoder crash, or it was killed): the gateway stays
                 # up, a new pool takes over, and the chunk is tried once more.
@@ -212,7 +248,12 @@ class RecordChecker:
         )
 
     def close(self) -> None:
-        """Stops the worker processes."""
+        """Stops the worker processes at once, chunks under way included (a stopping
+        gateway refuses what it has not acknowledged)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            workers = list(getattr(pool, "_processes", {}).values())  # no public way before 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                with contextlib.suppress(Exception):
+                    worker.terminate()

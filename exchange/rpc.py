@@ -212,8 +212,8 @@ _KEY_LIMIT = 64
 _DETAIL_ENTRIES = 16
 # UTF-8 bytes of a status: grpc-message sends each non-ASCII byte as three characters.
 _STATUS_MESSAGE_BYTES = 600
-_STATUS_VALUE_BYTES = 200
-_STATUS_METADATA_BYTES = 1024
+_STATUS_VALUE_BYTES = 520  # a 128-character batch id of CJK characters (384 bytes) whole
+_STATUS_METADATA_BYTES = 2048
 
 
 def _cut(text: str, limit: int, max_bytes: int | None = None) -> str:

@@ -22,8 +22,12 @@ from hypothesis import settings
 
 from tests.gateway_harness import RunningGateway, drop_prefixes, drop_schemas, unreachable
 
-# `pytest --hypothesis-profile=fuzz` (as .ci/run does for the publish path's fuzz tests)
-settings.register_profile("fuzz", max_examples=3000, deadline=None)
+# No example has a time limit: speed is for benchmarks, and a loaded CI machine must not
+# fail a property. `pytest --hypothesis-profile=fuzz` (as .ci/run runs the publish
+# path's fuzz tests) takes more examples.
+settings.register_profile("lijiao", deadline=None)
+settings.register_profile("fuzz", parent=settings.get_profile("lijiao"), max_examples=3000)
+settings.load_profile("lijiao")
 
 HANG_SECONDS = float(os.environ.get("LIJIAO_TEST_HANG_SECONDS", "600"))
 

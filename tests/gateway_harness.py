@@ -202,7 +202,7 @@ async def record_counts(log: Any, resource: str | None) -> list[int]:
 
 def jetstream_records(url: str, resource: str) -> int:
     """Records a JetStream log at ``url`` holds for a resource (no gateway needed)."""
-    from exchange.jetstream import JetStreamLog
+    from exchange.log.jetstream import JetStreamLog
 
     async def count() -> int:
         log = await JetStreamLog.connect(url)
@@ -218,7 +218,7 @@ def drop_prefixes() -> None:
     """Removes the streams and cursor buckets made for gateways."""
     if not PREFIXES:
         return
-    from exchange.jetstream import JetStreamLog
+    from exchange.log.jetstream import JetStreamLog
 
     async def drop() -> None:
         for prefix in PREFIXES:

@@ -32,7 +32,7 @@ def _leftovers() -> tuple[set[str], set[str]]:
     import nats
     import sqlalchemy as sa
 
-    from exchange.jetstream import all_streams
+    from exchange.log.jetstream_streams import all_streams
     from tests.gateway_harness import NATS_URL, POSTGRES_URL
 
     engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})

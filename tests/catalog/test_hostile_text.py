@@ -584,3 +584,10 @@ def test_a_principal_name_is_bounded_and_free_of_controls(catalog: Catalog, name
             issue_token(session, name=name, role=Role.AUDITOR)
         assert refused.value.reason == "INVALID_FIELD"
         assert session.scalar(sa.select(sa.func.count()).select_from(Principal)) == 0
+
+
+def test_a_region_value_padded_with_spaces_lies_in_its_region() -> None:
+    """A fixed-width CHAR(12) column pads with spaces: those rows still flow back."""
+    assert validation.region_contains("510104", "510104      ")
+    assert validation.region_contains("510100", " 510104001")
+    assert not validation.region_contains("510104", "510105      ")

@@ -6,6 +6,7 @@ SQLite file, behind the catalog's back.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sqlite3
@@ -202,7 +203,7 @@ def test_a_rewritten_entry_with_its_hashes_recomputed_breaks_the_next_link(book:
     filled(book)
     row = book.rows()[3]  # sequence 4
     content = row.content.replace('"records":10', '"records":1')
-    digest = ledger.hashlib.sha256(content.encode()).digest()
+    digest = hashlib.sha256(content.encode()).digest()
     forged = ledger.chain_hash(bytes(row.previous_hash), 4, digest)
     book.sql(
         "UPDATE ledger_entries SET content = ?, records = 1, content_digest = ?, hash = ? "
@@ -255,7 +256,7 @@ def test_a_whole_chain_rewritten_fails_at_the_signed_checkpoint(book: Book) -> N
     previous = ledger.GENESIS
     for row in book.rows():
         content = row.content.replace('"bytes":400', '"bytes":1')
-        digest = ledger.hashlib.sha256(content.encode()).digest()
+        digest = hashlib.sha256(content.encode()).digest()
         current = ledger.chain_hash(previous, row.sequence, digest)
         book.sql(
             "UPDATE ledger_entries SET content = ?, bytes = ?, content_digest = ?, "
@@ -447,7 +448,7 @@ def test_checkpoints_deleted_and_the_chain_rewritten_are_caught_by_the_gateways_
     previous = ledger.GENESIS
     for row in book.rows():
         content = row.content.replace('"bytes":400', '"bytes":1')
-        digest = ledger.hashlib.sha256(content.encode()).digest()
+        digest = hashlib.sha256(content.encode()).digest()
         current = ledger.chain_hash(previous, row.sequence, digest)
         book.sql(
             "UPDATE ledger_entries SET content = ?, bytes = ?, content_digest = ?, "

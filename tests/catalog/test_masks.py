@@ -410,6 +410,26 @@ def test_mask_record_refuses_a_non_string_sensitive_field() -> None:
         mask_record({"phone": 13812345678}, TAGS, clear=())
 
 
+def test_mask_record_masks_every_string_inside_a_nested_sensitive_field() -> None:
+    """Records, arrays, maps and named union branches, as the gateway reads them."""
+    record = {
+        "phones": ["13812345678", None],
+        "address": {"home": "四川省成都市锦江区人民南路1号"},
+        "who": ("gov.samr.Person", {"name": "欧阳娜娜"}),
+    }
+    tags = {"phones": Sensitivity.PHONE, "address": Sensitivity.ADDRESS, "who": Sensitivity.NAME}
+    assert mask_record(record, tags, clear=()) == {
+        "phones": ["138****5678", None],
+        "address": {"home": "四川省成都市锦江区****"},
+        "who": ("gov.samr.Person", {"name": "欧阳**"}),
+    }
+
+
+def test_mask_record_refuses_a_non_string_inside_a_nested_sensitive_field() -> None:
+    with pytest.raises(TypeError, match="int"):
+        mask_record({"phones": ["13812345678", 5]}, TAGS | {"phones": Sensitivity.PHONE}, ())
+
+
 def test_the_module_exposes_the_named_masks() -> None:
     assert masks.DEFAULT_MASKS[Sensitivity.NONE]("x") == "x"
     assert masks.full("abc") == "****"

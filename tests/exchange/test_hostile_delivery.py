@@ -31,7 +31,7 @@ from catalog import ledger
 from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import catalog_pb2 as pb
 from envelope.errors import InvalidArgument
-from exchange.delivery import _Stream
+from exchange.delivery.stream import SubscriptionStream as _Stream
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.exchange.test_subscribe import publish_batches
 from tests.gateway_harness import RunningGateway

@@ -511,6 +511,21 @@ def test_a_short_refusal_status_is_left_whole() -> None:
     assert dict(info.metadata) == error.metadata
 
 
+def test_a_refusal_keeps_the_longest_batch_id_whole_whatever_its_script() -> None:
+    """The SDK matches a refusal to its pending batch by metadata.batch_id: a batch id
+    of 128 CJK characters (the most a batch id may have) must come back whole."""
+    batch_id = "批" * 128
+    error = InvalidArgument(
+        Reason.BAD_SIGNATURE, "the signature does not verify", {"batch_id": batch_id}
+    )
+    details = status_pb2.Status.FromString(
+        dict(status_of(error).trailing_metadata)["grpc-status-details-bin"]
+    )
+    info = error_details_pb2.ErrorInfo()
+    details.details[0].Unpack(info)
+    assert info.metadata["batch_id"] == batch_id
+
+
 # --- NULs --------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import secrets
 import nats
 from nats.js.api import StorageType
 
-from exchange.jetstream import JetStreamLog
+from exchange.log.jetstream import JetStreamLog
 from tests.gateway_harness import NATS_URL
 
 PAGE = 256  # streams JetStream lists in one page

@@ -24,7 +24,7 @@ from catalog.ledger import EntryFilter, EntryKind
 from catalog.v1 import approval_pb2 as apb
 from catalog.v1 import approval_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
-from exchange import delivery
+from exchange.delivery import stream as delivery
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
 from tests.wire import RawSubscription, encode, error_info, publish, signed_batch

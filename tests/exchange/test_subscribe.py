@@ -143,6 +143,16 @@ def test_unacknowledged_batches_are_delivered_again_after_a_disconnect(world: Wo
     assert [b.offset for b in first] == [b.offset for b in second]
 
 
+def test_delivery_attempt_starts_at_one_on_each_new_stream(world: World) -> None:
+    """The wire contract: ``delivery_attempt`` counts the sends of a batch on one stream,
+    so a batch sent again on a new stream is attempt 1 there."""
+    publish_batches(world, 1)
+    first = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=1, ack=False))
+    second = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=1, ack=False))
+    assert [b.offset for b in first] == [b.offset for b in second]
+    assert [b.delivery_attempt for b in first + second] == [1, 1]
+
+
 def test_acknowledged_batches_are_not_delivered_again(world: World) -> None:
     publish_batches(world, 4)
     acked = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", count=2, ack=True))
@@ -372,6 +382,28 @@ def test_a_new_subscription_replays_from_an_offset_or_a_time(world: World) -> No
     assert more == []
 
 
+def test_a_stream_the_subscriber_ends_ends_after_its_acks_are_recorded(
+    world: World, monkeypatch: Any
+) -> None:
+    """After the last ack the SDK half-closes; the gateway ends the stream only once the
+    ledger recorded the deliveries (and the cursor was moved), so a stream opened right
+    after is not sent them again (nor, on a replay, is the start point applied again)."""
+    from exchange.audit import LedgerWriter
+
+    commit = LedgerWriter._run
+
+    def slow_commit(self: LedgerWriter, group: Any) -> None:
+        time.sleep(0.3)
+        commit(self, group)
+
+    publish_batches(world, 2)
+    monkeypatch.setattr(LedgerWriter, "_run", slow_commit)
+    got = receive(world, "CIVIL-AFFAIRS", until=4)
+    sessions = world.gateway.gateway.catalog.sessions  # type: ignore[union-attr]
+    recorded = ledger.entries(sessions, EntryFilter(kinds=(EntryKind.DELIVERY,)), 10)
+    assert sorted(e.position for e in recorded) == [b.offset for b in got]
+
+
 def test_a_replay_start_time_out_of_range_is_refused(world: World) -> None:
     async def run() -> str:
         channel = open_channel(world.gateway.target, insecure=True, quiet=True)
@@ -400,9 +432,9 @@ def test_a_batch_never_acknowledged_goes_to_the_dead_letter_list(tmp_path: Any) 
     try:
         world = build_world(gateway)
         publish_batches(world, 1, start=0)
-        for attempt in (1, 2):
+        for _ in range(2):  # each new stream sends it as its attempt 1; the gateway counts on
             got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=False))
-            assert [(b.batch_id, b.delivery_attempt) for b in got] == [("b-510104-0", attempt)]
+            assert [(b.batch_id, b.delivery_attempt) for b in got] == [("b-510104-0", 1)]
         publish_batches(world, 1, start=1)
         got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=True))
         assert [b.batch_id for b in got] == ["b-510104-1"], "the given-up batch is skipped"
@@ -473,6 +505,24 @@ def test_on_one_stream_a_stuck_batch_is_given_up_and_the_acknowledged_ones_are_n
         gateway.stop()
 
 
+def test_a_stream_opening_while_the_last_one_still_runs_counts_its_deliveries() -> None:
+    """A reconnection may open before the gateway has ended the stream it replaces: what
+    that stream delivered and saw no ack for counts towards the maximum too."""
+    from exchange.delivery import DeliveryCounts
+
+    class Running:
+        def unacknowledged_attempts(self) -> dict[int, int]:
+            return {11: 1, 12: 2}
+
+    counts = DeliveryCounts(None, max_deliveries=2)
+    key = ("CIVIL-AFFAIRS", "RESIDENTS", "default")
+    running = Running()
+    counts.opened(key, running)
+    assert asyncio.run(counts.earlier(key, cursor=11)) == {12: 2}
+    counts.closed(key, running)
+    assert asyncio.run(counts.earlier(key, cursor=11)) == {}
+
+
 def wait_for_kept_attempts(gateway: RunningGateway, attempts: int) -> None:
     from exchange.delivery import load_attempts
 
@@ -495,8 +545,8 @@ def test_the_delivery_count_holds_across_a_gateway_restart(tmp_path: Any) -> Non
         wait_for_kept_attempts(gateway, 1)  # the stream's end stores them (a worker thread)
         gateway.restart()
         got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=False))
-        assert [b.delivery_attempt for b in got] == [2], "the count went on after the restart"
-        wait_for_kept_attempts(gateway, 2)
+        assert [b.delivery_attempt for b in got] == [1], "a new stream starts again at 1"
+        wait_for_kept_attempts(gateway, 2)  # the kept count went on after the restart
         gateway.restart()
         publish_batches(world, 1, start=1)
         got = asyncio.run(raw_receive(world, "CIVIL-AFFAIRS", 1, ack=True))

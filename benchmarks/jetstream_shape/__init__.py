@@ -1,0 +1,2 @@
+"""The scaled-out shape of the benchmark: gateway replicas on PostgreSQL and NATS
+JetStream against bare JetStream (``scaleout_throughput.py``)."""
