@@ -10,7 +10,7 @@ So the gateway decodes each record with its logical types left out, encodes the 
 again with the same schema and requires the very same bytes; it checks what the
 encoder does not (an ``int`` within 32 bits, a decimal's bytes within its precision);
 and a record of a schema with logical types must also read with them. This module has
-no state and no I/O; :mod:`exchange.record_checker` runs it off the event loop.
+no state and no I/O; :mod:`exchange.publish.record_checker` runs it off the event loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The codes are gRPC's, by name and number, without importing gRPC: the gateway turns an
 error into a gRPC status with a ``google.rpc.ErrorInfo`` detail in one place
-(``exchange.rpc``), and adapters raise the same errors locally. The reasons below are
+(``exchange.gate.rpc``), and adapters raise the same errors locally. The reasons below are
 the stable, documented vocabulary.
 """
 

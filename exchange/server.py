@@ -1,7 +1,7 @@
 """The gateway process: wires catalog, record log, services, health and reflection.
 
 Everything is assembled here, in one place: interceptors-free services whose refusals
-are mapped by ``exchange.rpc``, gRPC health checking and server reflection (so
+are mapped by ``exchange.gate.rpc``, gRPC health checking and server reflection (so
 ``grpcurl`` works), and the Prometheus endpoint.
 """
 
@@ -40,8 +40,7 @@ from catalog.v1 import (
 from envelope.errors import LijiaoError
 from envelope.signing import Ed25519Signer
 from exchange import metrics
-from exchange.approval_api import ApprovalServicer
-from exchange.audit import (
+from exchange.audit.tasks import (
     RECONCILE_INTERVAL_SECONDS,
     RECONCILE_LOOKBACK_SECONDS,
     AuditTasks,
@@ -49,17 +48,18 @@ from exchange.audit import (
     count_committed,
     reconcile,
 )
-from exchange.audit_api import AuditServicer
-from exchange.catalog_api import CatalogServicer
-from exchange.catalog_view import CatalogView
 from exchange.delivery import DeliveryPath
-from exchange.exchange_api import ExchangeServicer
-from exchange.limits import Limits, TokenBuckets
+from exchange.gate.catalog_view import CatalogView
+from exchange.gate.limits import Limits, TokenBuckets
+from exchange.gate.pki import RevocationList
+from exchange.gate.rpc import Authenticator, MalformedRequests
 from exchange.log import RecordLog, open_log
-from exchange.pki import RevocationList
-from exchange.publishing import BatchLimits, PublishPath
-from exchange.record_checker import RecordChecker
-from exchange.rpc import Authenticator, MalformedRequests
+from exchange.publish.path import BatchLimits, PublishPath
+from exchange.publish.record_checker import RecordChecker
+from exchange.services.approval import ApprovalServicer
+from exchange.services.audit import AuditServicer
+from exchange.services.catalog import CatalogServicer
+from exchange.services.exchange import ExchangeServicer
 from exchange.settings import Settings
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
@@ -330,6 +330,7 @@ def _build_server(
         settings.mask_policy(),
         settings.max_deliveries,
         catalog.sessions,
+        checker,
     )
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(
         ExchangeServicer(auth, publish, delivery, signer), server

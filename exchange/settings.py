@@ -16,7 +16,7 @@ from catalog.deadlines import DEFAULT_CALENDAR, WorkingCalendar
 from catalog.governance import GovernanceRules
 from catalog.masks import MaskPolicy
 from envelope.signing import key_id_of, public_key_from_text
-from exchange.audit import (
+from exchange.audit.tasks import (
     PERSONAL_RETENTION_MINIMUM_DAYS,
     RETENTION_MINIMUM_DAYS,
     AuditSettings,

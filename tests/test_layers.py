@@ -76,12 +76,12 @@ def test_no_import_crosses_a_layer_the_wrong_way() -> None:
 def test_the_layer_rules_catch_a_wrong_import(tmp_path: Path) -> None:
     """The check itself can fail: an adapter that imports the gateway is caught."""
     fake = ROOT / "adapters" / "_layer_probe.py"
-    fake.write_text("from exchange.publishing import PublishPath\nimport grpc\n")
+    fake.write_text("from exchange.publish.path import PublishPath\nimport grpc\n")
     try:
         found = crossings([fake])
     finally:
         fake.unlink()
-    assert found == ["adapters/_layer_probe.py -> exchange.publishing.PublishPath"]
+    assert found == ["adapters/_layer_probe.py -> exchange.publish.path.PublishPath"]
 
 
 @pytest.mark.parametrize("layer", ["envelope", "catalog"])

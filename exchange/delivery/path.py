@@ -18,13 +18,14 @@ from catalog.credentials import Identity
 from catalog.masks import DEFAULT_POLICY, MaskPolicy
 from envelope.errors import InvalidArgument, PermissionDenied, Reason
 from envelope.signing import Signer
-from exchange.audit import LedgerWriter
-from exchange.catalog_view import CatalogView, GrantView
+from exchange.audit.tasks import LedgerWriter
 from exchange.delivery.attempts import DeliveryCounts
 from exchange.delivery.projection import Countersigner, Sent
 from exchange.delivery.stream import SubscriptionStream
+from exchange.gate.catalog_view import CatalogView, GrantView
+from exchange.gate.rpc import refuse_nul
 from exchange.log import RecordLog, StoredBatch
-from exchange.rpc import refuse_nul
+from exchange.publish.record_checker import RecordChecker
 from exchange.v1 import exchange_pb2
 
 DEFAULT_IN_FLIGHT = 16
@@ -47,6 +48,7 @@ class DeliveryPath:
         masks: MaskPolicy = DEFAULT_POLICY,
         max_deliveries: int = 0,
         sessions: sessionmaker[Session] | None = None,
+        workers: RecordChecker | None = None,
     ) -> None:
         self.view = view
         self.log = log
@@ -56,9 +58,9 @@ class DeliveryPath:
         self.masks = masks
         self.max_deliveries = max_deliveries  # 0: deliver until acknowledged
         self.counts = DeliveryCounts(sessions, max_deliveries)  # the catalog keeps them
-        self.countersigner = Countersigner(view, signer, masks)
+        self.countersigner = Countersigner(view, signer, masks, workers)
 
-    def deliver(
+    async def deliver(
         self,
         stored: StoredBatch,
         grant: GrantView,
@@ -68,7 +70,7 @@ class DeliveryPath:
     ) -> tuple[exchange_pb2.DeliveredBatch, Sent]:
         """The countersigned delivery of a stored batch under a grant (see
         :meth:`Countersigner.deliver`)."""
-        return self.countersigner.deliver(stored, grant, subscriber, attempt, sent_schemas)
+        return await self.countersigner.deliver(stored, grant, subscriber, attempt, sent_schemas)
 
     def current_grant(self, system: str, resource: str) -> GrantView:
         """The system's active grant for the resource.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,11 @@ from catalog.masks import DEFAULT_POLICY, MaskPolicy, mask_record
 from catalog.models import Sensitivity
 from envelope import schemas
 from envelope.digest import digest_of_delivery
+from envelope.errors import FailedPrecondition, Reason
 from envelope.signing import Signer
-from exchange.catalog_view import CatalogView, GrantView
+from exchange.gate.catalog_view import CatalogView, GrantView
 from exchange.log import StoredBatch
+from exchange.publish.record_checker import RecordChecker, chunks
 from exchange.v1 import exchange_pb2
 
 
@@ -41,16 +44,36 @@ class Sent:
     attempt: int
 
 
+_policies: dict[tuple[tuple[Sensitivity, str], ...], MaskPolicy] = {}
+
+
+def project_chunk(
+    projection: Projection, masks: dict[Sensitivity, str], records: list[bytes]
+) -> list[bytes]:
+    """A projection applied to a chunk of records (in a worker process)."""
+    key = tuple(sorted(masks.items()))
+    policy = _policies.get(key)
+    if policy is None:
+        policy = _policies[key] = MaskPolicy(dict(masks))
+    return projection.apply(records, policy)
+
+
 @dataclass(frozen=True)
 class Projection:
     """How a grant reshapes batches written with one schema: rows, fields, masks."""
 
     writer: Any
+    writer_schema: schemas.ParsedSchema
     schema: schemas.ParsedSchema
     fields: tuple[str, ...] | None
     region_field: str
     region: str
     masked: dict[str, Sensitivity]
+
+    @property
+    def decodable(self) -> bool:
+        """Whether the writer schema's records are safe to decode (not recursive)."""
+        return self.writer_schema.decodable
 
     def apply(self, records: Any, policy: MaskPolicy) -> list[bytes]:
         """The records the grant delivers, re-encoded with :attr:`schema`."""
@@ -94,12 +117,41 @@ class Countersigner:
     """Turns stored batches into the countersigned deliveries a grant allows."""
 
     def __init__(
-        self, view: CatalogView, signer: Signer, masks: MaskPolicy = DEFAULT_POLICY
+        self,
+        view: CatalogView,
+        signer: Signer,
+        masks: MaskPolicy = DEFAULT_POLICY,
+        workers: RecordChecker | None = None,
     ) -> None:
         self.view = view
         self.signer = signer
         self.masks = masks
+        self.workers = workers or RecordChecker()
         self._projections: dict[_ProjectionKey, Projection | None] = {}
+
+    async def _project(
+        self, projection: Projection, records: Sequence[bytes], subscriber: str
+    ) -> list[bytes]:
+        """The records a projection delivers: a big batch's in the record checker's
+        worker processes, a chunk at a time per subscriber, so no delivery holds the
+        event loop for longer than a small batch takes."""
+        if not projection.decodable:
+            raise FailedPrecondition(
+                Reason.RECORD_DECODE_FAILED,
+                "this batch's schema is recursive (registered before such schemas were "
+                "refused): the gateway cannot reshape its records for your grant; ask the "
+                "provider to register a schema version without recursion",
+            )
+        if sum(map(len, records)) <= self.workers.inline_bytes:
+            return projection.apply(records, self.masks)
+        out: list[bytes] = []
+        for _, part in chunks(records, self.workers.chunk_bytes):
+            out.extend(
+                await self.workers.run(
+                    subscriber, project_chunk, projection, self.masks.masks, list(part)
+                )
+            )
+        return out
 
     def projection(self, resource: str, fingerprint: bytes, grant: GrantView) -> Projection | None:
         """What the grant does to batches of one schema; None when it delivers them as is.
@@ -128,6 +180,7 @@ class Countersigner:
                 derived = derived_schema(writer, fields) if fields is not None else writer
                 self._projections[key] = Projection(
                     writer=parse_schema(json.loads(json.dumps(writer.definition))),
+                    writer_schema=writer,
                     schema=derived,
                     fields=fields,
                     region_field=view.region_field,
@@ -136,7 +189,7 @@ class Countersigner:
                 )
         return self._projections[key]
 
-    def deliver(
+    async def deliver(
         self,
         stored: StoredBatch,
         grant: GrantView,
@@ -160,7 +213,7 @@ class Countersigner:
             records: Any = batch.records
             schema = self.view.schema(batch.resource, batch.schema_fingerprint)
         else:
-            records = projection.apply(batch.records, self.masks)
+            records = await self._project(projection, batch.records, subscriber)
             schema = projection.schema
         delivered = exchange_pb2.DeliveredBatch(
             offset=stored.position,

@@ -25,10 +25,10 @@ from catalog.credentials import Identity
 from catalog.ledger import NewEntry
 from envelope.errors import InvalidArgument, Reason
 from exchange import metrics
-from exchange.audit import LedgerWriter
-from exchange.catalog_view import CatalogView, GrantView
+from exchange.audit.tasks import LedgerWriter
 from exchange.delivery.entries import SubscriptionEntries
 from exchange.delivery.projection import Sent
+from exchange.gate.catalog_view import CatalogView, GrantView
 from exchange.log import RecordLog, StoredBatch
 from exchange.v1 import exchange_pb2
 
@@ -49,7 +49,7 @@ class StreamHost(Protocol):
         """The system's active grant for the resource; raises PermissionDenied if none."""
         ...
 
-    def deliver(
+    async def deliver(
         self,
         stored: StoredBatch,
         grant: GrantView,
@@ -352,7 +352,7 @@ class SubscriptionStream:
                         self._advance()
                         continue
                     self._check_grant()  # a revocation while this pass yields stops it here
-                    response = self._send(stored)
+                    response = await self._send(stored)
                     if response is not None:
                         yield response
             if self.error is None:
@@ -363,7 +363,7 @@ class SubscriptionStream:
             log.unwatch(self.resource, self.wake)
             reader.cancel()
 
-    def _send(self, stored: StoredBatch) -> exchange_pb2.SubscribeResponse | None:
+    async def _send(self, stored: StoredBatch) -> exchange_pb2.SubscribeResponse | None:
         """Delivers a batch once more, or gives it up when the subscription has had it
         ``max_deliveries`` times without an ack (None then)."""
         seen = self.deliveries.get(stored.position)
@@ -375,7 +375,7 @@ class SubscriptionStream:
             return None
         if total > 1:
             metrics.REDELIVERIES.inc()
-        delivered, sent = self.host.deliver(
+        delivered, sent = await self.host.deliver(
             stored, self.grant, self.system, attempt, self.sent_schemas
         )
         self.sent[stored.position] = sent

@@ -27,7 +27,7 @@ from catalog.models import AdministrativeLevel, Role
 from catalog.service import Catalog
 from envelope.errors import AlreadyExists
 from envelope.signing import Ed25519Signer
-from exchange.audit import apply_retention, archive_to, expired_archives
+from exchange.audit.tasks import apply_retention, archive_to, expired_archives
 from exchange.settings import Settings
 
 ADMIN = Identity("admin", Role.ADMINISTRATOR)
@@ -481,7 +481,7 @@ def test_the_tail_cut_below_the_gateways_witness_is_detected(book: Book) -> None
 
 
 def test_pruning_refuses_a_ledger_that_does_not_verify(book: Book, tmp_path: Path) -> None:
-    from exchange.audit import LedgerTampered
+    from exchange.audit.tasks import LedgerTampered
 
     book.append(*(delivery(i, time=old(400)) for i in range(4)))
     book.append(delivery(9, time=old(1)))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from envelope import schemas
 from envelope.avro import ExactReader
 from envelope.errors import InvalidArgument
-from exchange.demo import RESIDENT_SCHEMA, resident
+from exchange.demo.main import RESIDENT_SCHEMA, resident
 
 
 def encode(parsed: schemas.ParsedSchema, record: dict[str, object]) -> bytes:

@@ -417,7 +417,7 @@ def test_a_stop_signs_a_checkpoint_of_the_head(world: World) -> None:
 
 
 def test_the_gateway_will_not_sign_over_a_rewritten_ledger(world: World, auditor: Auditor) -> None:
-    from exchange.audit import LedgerTampered
+    from exchange.audit.tasks import LedgerTampered
 
     publish_batches(world, 2)
     audit = world.gateway.gateway.audit  # type: ignore[union-attr]

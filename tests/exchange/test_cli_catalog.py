@@ -1,4 +1,4 @@
-"""``lijiao catalog ...`` against a real gateway (exchange.cli_catalog)."""
+"""``lijiao catalog ...`` against a real gateway (exchange.cli.catalog)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from adapters.connection import auth_metadata
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from envelope.signing import Ed25519Signer, key_id_of
-from exchange.cli_catalog import catalog, enum_words
+from exchange.cli.catalog import catalog, enum_words
 
 RESIDENT: dict[str, Any] = {
     "type": "record",

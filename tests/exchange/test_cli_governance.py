@@ -17,8 +17,8 @@ from catalog.db import open_catalog
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from exchange.cli import main
-from exchange.cli_catalog import catalog
-from exchange.cli_governance import grants
+from exchange.cli.catalog import catalog
+from exchange.cli.governance import grants
 from tests.gateway_harness import RunningGateway
 from tests.world import World, build_world
 

@@ -26,7 +26,7 @@ from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
 from envelope import schemas
 from envelope.errors import InvalidArgument
-from exchange.record_checker import RecordChecker, schema_key
+from exchange.publish.record_checker import RecordChecker, check_chunk, schema_key
 from exchange.v1 import exchange_pb2
 from tests.exchange.test_security import entries
 from tests.gateway_harness import RunningGateway
@@ -255,9 +255,13 @@ def test_a_decoder_crash_ends_a_worker_not_the_gateway() -> None:
 
     async def run() -> Any:
         try:
+            deep = [_deep_node_record(10_000)]
             with pytest.raises(InvalidArgument) as refused:
-                await checker._in_worker("PSB-HUKOU", key, stored, [_deep_node_record(10_000)], 0)
-            again = await checker._in_worker("PSB-HUKOU", key, stored, [_deep_node_record(2)], 0)
+                await checker.run("PSB-HUKOU", check_chunk, key, stored.definition, deep, 0)
+            shallow = [_deep_node_record(2)]
+            again, _ = await checker.run(
+                "PSB-HUKOU", check_chunk, key, stored.definition, shallow, 0
+            )
             return refused.value, again
         finally:
             checker.close()
@@ -581,3 +585,58 @@ def test_a_long_decimal_is_refused_by_its_length_before_it_is_converted() -> Non
     value = b"\x01" * 60_000
     refusal = reader.first_refusal([_varint(len(value)) + value])
     assert refusal is not None and "38 digits" in refusal.message
+
+
+def test_delivering_a_worst_case_batch_through_a_projection_does_not_stall_others(
+    world: World,
+) -> None:
+    """A grant of some fields makes the gateway decode, reshape and re-encode every
+    record it delivers: a batch of a million booleans a record must not hold the
+    event loop while it does (finding 1 and 2, on the delivery side)."""
+    from adapters.connection import auth_metadata, open_channel
+    from exchange.v1 import exchange_pb2_grpc
+    from tests.gateway_harness import log_on_nats
+    from tests.wire import RawSubscription
+
+    batch = _worst_case_batch(world)
+    if log_on_nats():  # NATS stores messages of at most max_payload (1 MiB here)
+        del batch.records[1:]
+        batch.signature = world.systems["PSB-HUKOU"].signer.sign(
+            __import__("envelope.digest", fromlist=["x"]).digest_of_batch(batch)
+        )
+    world.grant("FLAGS", "CIVIL-AFFAIRS", fields=["flags"])
+    publisher = world.systems["PSB-HUKOU"]
+    assert publish(world.gateway.target, publisher.token, [batch]).code is None
+
+    async def receive() -> int:
+        channel = open_channel(world.gateway.target, insecure=True, quiet=True)
+        try:
+            stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+            opening = exchange_pb2.SubscriptionOpen(resource="FLAGS", subscription="slow")
+            token = world.systems["CIVIL-AFFAIRS"].token
+            stream = RawSubscription(stub, opening, auth_metadata(token))
+            async for response in stream.call:
+                if response.HasField("batch"):
+                    return len(response.batch.records)
+            return 0
+        finally:
+            await channel.close()
+
+    delivered: list[int] = []
+    receiver = threading.Thread(target=lambda: delivered.append(asyncio.run(receive())))
+    latencies: list[float] = []
+    with open_blocking_channel(world.gateway.target, insecure=True, quiet=True) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        health.Check(health_pb2.HealthCheckRequest())
+        receiver.start()
+        while receiver.is_alive():
+            started = time.perf_counter()
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.01)
+        receiver.join()
+    assert delivered == [len(batch.records)]
+    assert len(latencies) >= 3, "the batch was delivered too fast to observe"
+    within = sum(1 for x in latencies if x < 0.1) / len(latencies)
+    assert within >= 0.9, f"only {within:.0%} of the health checks answered within 100 ms"
+    assert max(latencies) < 1.0, f"a health check waited {max(latencies) * 1000:.0f} ms"

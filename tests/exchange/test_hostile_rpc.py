@@ -30,9 +30,9 @@ from catalog.models import Role
 from catalog.v1 import audit_pb2, audit_pb2_grpc
 from catalog.v1 import catalog_pb2 as pb
 from envelope.errors import InvalidArgument, Reason
-from exchange import pki
 from exchange.cli import main
-from exchange.rpc import status_of
+from exchange.gate import pki
+from exchange.gate.rpc import status_of
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.exchange.test_bad_input import only_a_denial, state
 from tests.exchange.test_mtls import Deployment, where

@@ -8,7 +8,7 @@ from pathlib import Path
 from catalog import ledger
 from catalog.db import close_catalog, open_catalog
 from catalog.ledger import EntryFilter, EntryKind, NewEntry
-from exchange.audit import LedgerWriter
+from exchange.audit.tasks import LedgerWriter
 
 
 def test_a_waiter_that_gives_up_neither_loses_its_entry_nor_stops_the_writer(

@@ -21,8 +21,8 @@ from adapters.connection import ClientCertificate, auth_metadata, open_blocking_
 from adapters.errors import error_info
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
-from exchange import pki
 from exchange.cli import main
+from exchange.gate import pki
 from tests.gateway_harness import RunningGateway
 from tests.wire import RawSubscription
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from envelope.avro import ExactReader
 from envelope.digest import digest_of_batch
 from envelope.errors import LijiaoError
-from exchange.publishing import MAX_BATCH_ID_LENGTH, MAX_SEQUENCE, BatchLimits, PublishPath
+from exchange.publish.path import MAX_BATCH_ID_LENGTH, MAX_SEQUENCE, BatchLimits, PublishPath
 from exchange.v1 import exchange_pb2
 
 SCHEMA: dict[str, Any] = {

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from adapters.connection import auth_metadata, open_blocking_channel
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from exchange import pki
+from exchange.gate import pki
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.gateway_harness import RunningGateway
 

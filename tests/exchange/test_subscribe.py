@@ -388,7 +388,7 @@ def test_a_stream_the_subscriber_ends_ends_after_its_acks_are_recorded(
     """After the last ack the SDK half-closes; the gateway ends the stream only once the
     ledger recorded the deliveries (and the cursor was moved), so a stream opened right
     after is not sent them again (nor, on a replay, is the start point applied again)."""
-    from exchange.audit import LedgerWriter
+    from exchange.audit.tasks import LedgerWriter
 
     commit = LedgerWriter._run
 

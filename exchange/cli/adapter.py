@@ -16,7 +16,7 @@ from adapters.connection import auth_metadata, open_channel
 from adapters.contract import AdapterError, Stream
 from adapters.runner import Runner
 from catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from exchange.cli_catalog import enum_words, rpc_error_message
+from exchange.cli.client import enum_words, rpc_error_message
 
 _CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 

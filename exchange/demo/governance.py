@@ -17,7 +17,7 @@ from adapters.subscriber import ReceivedBatch, Subscriber
 from catalog.models import Role
 from catalog.v1 import approval_pb2 as ap
 from catalog.v1 import catalog_pb2 as pb
-from exchange.demo_pki import Caller, DemoPKI
+from exchange.demo.pki import Caller, DemoPKI
 
 RESOURCE = "PSB-RESIDENT"
 JINJIANG = "510104"

@@ -26,15 +26,15 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 from envelope.avro import ExactReader, Refusal
 from envelope.errors import InvalidArgument, Reason
 from envelope.schemas import ParsedSchema
-from exchange.limits import TokenBuckets
+from exchange.gate.limits import TokenBuckets
 
 log = logging.getLogger("lijiao.records")
 
@@ -44,6 +44,7 @@ WORKER_NICENESS = 10
 _READERS_KEPT = 256
 
 _readers: dict[bytes, ExactReader] = {}
+T = TypeVar("T")
 
 
 def schema_key(schema: ParsedSchema) -> bytes:
@@ -172,7 +173,11 @@ class RecordChecker:
             refusal = None
             for first, part in chunks(records, self.chunk_bytes):
                 self.admit(caller)
-                refusal = await self._in_turn(caller, key, schema, list(part), first)
+                try:
+                    refusal = await self._in_turn(caller, key, schema, list(part), first)
+                except InvalidArgument as failed:
+                    failed.metadata.setdefault("record_index", str(first))
+                    raise
                 if refusal is not None:
                     break
         if refusal is not None:
@@ -186,45 +191,49 @@ class RecordChecker:
         if self.cpu is not None and spent > 0:
             self.cpu.charge(caller, spent)
 
-    async def _in_turn(
-        self, caller: str, key: bytes, schema: ParsedSchema, records: list[bytes], first: int
-    ) -> Refusal | None:
-        """Checks one chunk when the caller's previous chunk is done."""
+    async def run(self, caller: str, work: Callable[..., T], *args: Any) -> T:
+        """Runs ``work(*args)`` (a module-level function: it is pickled) in a worker when
+        ``caller``'s previous chunk is done; in a thread where no worker may start.
+
+        Raises:
+            InvalidArgument: RECORD_DECODE_FAILED: the work stopped its worker twice.
+        """
         turn = self._turns.setdefault(caller, asyncio.Lock())
         try:
             async with turn:
-                return await self._in_worker(caller, key, schema, records, first)
+                return await self._in_worker(caller, work, args)
         finally:
             if not turn.locked() and self._turns.get(caller) is turn:
                 del self._turns[caller]
 
-    async def _in_worker(
+    async def _in_turn(
         self, caller: str, key: bytes, schema: ParsedSchema, records: list[bytes], first: int
     ) -> Refusal | None:
-        """Checks one chunk in a worker, charging its CPU to ``caller`` when it ends,
-        even if the caller has gone by then."""
+        """Checks one chunk when the caller's previous chunk is done."""
+        refusal, _ = await self.run(caller, check_chunk, key, schema.definition, records, first)
+        return refusal
 
-        def charge(done: Future[tuple[Refusal | None, float]]) -> None:
-            if not done.cancelled() and done.exception() is None:
+    async def _in_worker(self, caller: str, work: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Runs one chunk in a worker. The CPU of a check is charged to ``caller`` when
+        it ends, even if the caller has gone by then."""
+
+        def charge(done: Future[Any]) -> None:
+            if work is check_chunk and not done.cancelled() and done.exception() is None:
                 self._charge(caller, done.result()[1])
 
         if self._no_workers:
-            refusal, spent = await asyncio.to_thread(
-                check_chunk, key, schema.definition, records, first
-            )
-            self._charge(caller, spent)
-            return refusal
+            result = await asyncio.to_thread(work, *args)
+            if work is check_chunk:
+                self._charge(caller, result[1])  # type: ignore[index]
+            return result
         for attempt in (1, 2):
             pool = self._executor()
             try:
                 # submit() may start a worker process (the first time, the fork server
                 # too): not on the event loop
-                future = await asyncio.to_thread(
-                    pool.submit, check_chunk, key, schema.definition, records, first
-                )
+                future = await asyncio.to_thread(pool.submit, work, *args)
                 future.add_done_callback(charge)
-                refusal, _ = await asyncio.wrap_future(future)
-                return refusal
+                return await asyncio.wrap_future(future)
             except (AssertionError, OSError) as exc:  # no process may be started here
                 log.warning(
                     "record-check workers cannot start (%s); big batches are checked in "
@@ -232,7 +241,7 @@ class RecordChecker:
                     exc,
                 )
                 self._no_workers = True
-                return await self._in_worker(caller, key, schema, records, first)
+                return await self._in_worker(caller, work, args)
             except BrokenProcessPool:
                 # A worker died (a decoder crash, or it was killed): the gateway stays
                 # up, a new pool takes over, and the chunk is tried once more.
@@ -242,9 +251,8 @@ class RecordChecker:
                     pool.shutdown(wait=False, cancel_futures=True)
         raise InvalidArgument(
             Reason.RECORD_DECODE_FAILED,
-            f"records from {first} on could not be checked: the checker stopped twice on "
-            "them; the batch was not stored",
-            {"record_index": str(first)},
+            "these records could not be checked: the checker stopped twice on them; the "
+            "batch was not stored",
         )
 
     def close(self) -> None:

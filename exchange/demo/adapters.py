@@ -25,7 +25,7 @@ from adapters.sql import SqlSource
 from catalog.v1 import approval_pb2 as ap
 from catalog.v1 import catalog_pb2 as pb
 from envelope.signing import Ed25519Signer
-from exchange.demo_pki import Caller, DemoPKI
+from exchange.demo.pki import Caller, DemoPKI
 
 RESOURCE = "SAMR-LICENCE"
 JINJIANG = "510104"

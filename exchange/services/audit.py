@@ -21,8 +21,8 @@ from catalog.service import decode_page_token, encode_page_token
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
 from envelope.errors import InvalidArgument, Reason
-from exchange.audit import AuditTasks
-from exchange.rpc import Authenticator, datetime_of, streaming, unary
+from exchange.audit.tasks import AuditTasks
+from exchange.gate.rpc import Authenticator, datetime_of, streaming, unary
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000

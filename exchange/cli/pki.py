@@ -17,7 +17,7 @@ from catalog.db import close_catalog, open_catalog
 from catalog.ledger import ACTOR
 from catalog.models import Role
 from envelope.errors import LijiaoError
-from exchange import pki
+from exchange.gate import pki
 from exchange.settings import Settings
 
 _DIR = click.Path(file_okay=False, path_type=Path)

@@ -34,12 +34,12 @@ from envelope.errors import (
     ResourceExhausted,
 )
 from exchange import metrics
-from exchange.audit import LedgerWriter, recovered
-from exchange.catalog_view import CatalogView
-from exchange.limits import TokenBuckets
+from exchange.audit.tasks import LedgerWriter, recovered
+from exchange.gate.catalog_view import CatalogView
+from exchange.gate.limits import TokenBuckets
+from exchange.gate.rpc import refuse_nul
 from exchange.log import NewBatch, RecordLog
-from exchange.record_checker import RecordChecker
-from exchange.rpc import refuse_nul
+from exchange.publish.record_checker import RecordChecker
 from exchange.v1 import exchange_pb2
 
 MAX_BATCH_ID_LENGTH = 128

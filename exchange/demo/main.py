@@ -29,10 +29,10 @@ from adapters.subscriber import ReceivedBatch, Subscriber
 from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from envelope.signing import Ed25519Signer
-from exchange.demo_adapters import AdapterResult, run_adapters
-from exchange.demo_audit import AuditResult, run_audit
-from exchange.demo_governance import TourResult, run_tour
-from exchange.demo_pki import DemoPKI
+from exchange.demo.adapters import AdapterResult, run_adapters
+from exchange.demo.audit import AuditResult, run_audit
+from exchange.demo.governance import TourResult, run_tour
+from exchange.demo.pki import DemoPKI
 from exchange.server import Gateway
 from exchange.settings import Settings
 

@@ -25,22 +25,22 @@ from catalog.db import open_catalog as open_catalog_database
 from catalog.v1 import audit_pb2 as pb
 from catalog.v1 import audit_pb2_grpc
 from envelope.signing import Ed25519Signer
-from exchange.audit import apply_retention
-from exchange.cli_catalog import (
+from exchange.audit.tasks import apply_retention
+from exchange.cli.client import (
     CALL_TIMEOUT_SECONDS,
+    Console,
+    Parsed,
     ProtoEnumChoice,
     RpcFailed,
-    _catalog_command,
-    _Console,
-    _Parsed,
-    _print_block,
-    _print_table,
+    catalog_command,
     connection_options,
     open_catalog,
+    print_block,
+    print_table,
 )
 from exchange.settings import Settings
 
-_audit_command = functools.partial(_catalog_command, stub_class=audit_pb2_grpc.AuditServiceStub)
+_audit_command = functools.partial(catalog_command, stub_class=audit_pb2_grpc.AuditServiceStub)
 _KIND = ProtoEnumChoice(pb.LedgerEntryKind.DESCRIPTOR)
 _ZONE = "Asia/Shanghai"
 _ENTRY_COLUMNS = (
@@ -70,14 +70,14 @@ def _instant(text: str) -> Timestamp:
     return stamp
 
 
-_TIME = _Parsed("TIME", _instant)
+TIME = Parsed("TIME", _instant)
 
 
 def _filter_options(command: Any) -> Any:
     """Options that build a LedgerFilter."""
     options = (
-        click.option("--since", "start_time", type=_TIME, help="Entries at or after this time."),
-        click.option("--until", "end_time", type=_TIME, help="Entries before this time."),
+        click.option("--since", "start_time", type=TIME, help="Entries at or after this time."),
+        click.option("--until", "end_time", type=TIME, help="Entries before this time."),
         click.option(
             "--department", help="Entries about this department (acting, receiving or providing)."
         ),
@@ -135,7 +135,7 @@ def audit() -> None:
     help="Most entries to print; 0 prints all.",
 )
 @_audit_command
-def audit_list(console: _Console, limit: int, **given: Any) -> None:
+def audit_list(console: Console, limit: int, **given: Any) -> None:
     """List ledger entries in sequence order.
 
     RECORDS is filled for accepted batches and deliveries. `--json` prints each
@@ -151,7 +151,7 @@ def audit_list(console: _Console, limit: int, **given: Any) -> None:
         request.page_token = page.next_page_token
     if limit:
         del merged.entries[limit:]
-    console._print(merged, lambda: _print_table(merged.entries, _ENTRY_COLUMNS))
+    console._print(merged, lambda: print_table(merged.entries, _ENTRY_COLUMNS))
 
 
 @audit.command("trace")
@@ -163,7 +163,7 @@ def audit_list(console: _Console, limit: int, **given: Any) -> None:
     help="The publishing system, when several publishers used this batch id.",
 )
 @_audit_command
-def audit_trace(console: _Console, **given: Any) -> None:
+def audit_trace(console: Console, **given: Any) -> None:
     """Follow batch BATCH_ID from its publisher to every subscriber that received it.
 
     Prints the accepted batch (publisher, resource, schema, records, the provider's
@@ -178,12 +178,12 @@ def audit_trace(console: _Console, **given: Any) -> None:
             click.echo(f"no accepted batch {given['batch_id']!r} in the ledger")
         for entry in response.stored:
             click.echo("stored:")
-            _print_block(entry, skip=("content_digest", "previous_hash", "hash"))
+            print_block(entry, skip=("content_digest", "previous_hash", "hash"))
         click.echo(f"deliveries: {len(response.deliveries)}")
-        _print_table(response.deliveries, _DELIVERY_COLUMNS, "  ")
+        print_table(response.deliveries, _DELIVERY_COLUMNS, "  ")
         if response.refusals:
             click.echo(f"refusals: {len(response.refusals)}")
-            _print_table(response.refusals, _REFUSAL_COLUMNS, "  ")
+            print_table(response.refusals, _REFUSAL_COLUMNS, "  ")
 
     console._print(response, text)
 
@@ -192,7 +192,7 @@ def audit_trace(console: _Console, **given: Any) -> None:
 @_filter_options
 @click.option("--time-zone", default=_ZONE, show_default=True, help="IANA zone of the days.")
 @_audit_command
-def audit_summary(console: _Console, time_zone: str, **given: Any) -> None:
+def audit_summary(console: Console, time_zone: str, **given: Any) -> None:
     """Records each department received from each other department, per day."""
     request = pb.SummarizeExchangesRequest(filter=_filter(given), time_zone=time_zone)
     console.list("SummarizeExchanges", request, "totals", _TOTAL_COLUMNS)
@@ -214,7 +214,7 @@ def audit_summary(console: _Console, time_zone: str, **given: Any) -> None:
     help="File format [default: from the file name, else avro].",
 )
 @_audit_command
-def audit_export(console: _Console, output: Path, export_format: str | None, **given: Any) -> None:
+def audit_export(console: Console, output: Path, export_format: str | None, **given: Any) -> None:
     """Export ledger entries to an Avro object container file or JSON Lines.
 
     The file holds every entry whole (content, digest, hashes), so it can be checked
@@ -302,7 +302,7 @@ def audit_verify(archive: Path | None, settings: Settings, as_json: bool) -> Non
             )
             click.echo(f"everything up to entry {response.verified_through} verified")
 
-    _Console(client, as_json)._print(response, text)
+    Console(client, as_json)._print(response, text)
     if not response.ok:
         sys.exit(1)
 

@@ -1,7 +1,7 @@
 """``lijiao requests|backflow|grants|corrections ...``: the sharing workflow for officers.
 
 A command-line client of ``catalog.v1.ApprovalService`` built from the pieces of
-:mod:`exchange.cli_catalog` (client, console, option types), so options are named after
+:mod:`exchange.cli.catalog` (client, console, option types), so options are named after
 the proto fields they fill and every command prints text or, with ``--json``, the
 response. Who may do what is the gateway's decision (:mod:`catalog.governance`): these
 commands ask, and print the gateway's refusal whole (status, reason, what to do next).
@@ -17,19 +17,19 @@ import click
 from catalog.governance import MAX_DURATION_DAYS
 from catalog.v1 import approval_pb2 as pb
 from catalog.v1 import approval_pb2_grpc
-from exchange.cli_catalog import (
-    _REGION,
+from exchange.cli.catalog import grants as catalog_grants
+from exchange.cli.client import (
+    REGION,
+    Console,
+    Parsed,
     ProtoEnumChoice,
-    _catalog_command,
-    _Console,
-    _Parsed,
-    _print_table,
-    _text,
+    catalog_command,
+    print_table,
+    text_of,
 )
-from exchange.cli_catalog import grants as catalog_grants
 
 _approval_command = functools.partial(
-    _catalog_command, stub_class=approval_pb2_grpc.ApprovalServiceStub
+    catalog_command, stub_class=approval_pb2_grpc.ApprovalServiceStub
 )
 _DAYS = click.IntRange(1, MAX_DURATION_DAYS)
 _REQUEST_STATE = ProtoEnumChoice(pb.RequestState.DESCRIPTOR)
@@ -50,7 +50,7 @@ def _key_value(text: str) -> tuple[str, str]:
     return name, value
 
 
-_KEY = _Parsed("FIELD=VALUE", _key_value)
+_KEY = Parsed("FIELD=VALUE", _key_value)
 
 
 def _either(ctx: click.Context, param: click.Parameter, value: bool | None) -> bool:
@@ -61,12 +61,12 @@ def _either(ctx: click.Context, param: click.Parameter, value: bool | None) -> b
     return value
 
 
-def _show_request(console: _Console, method: str, request: Any) -> Any:
+def _show_request(console: Console, method: str, request: Any) -> Any:
     """Calls ``method`` and prints the request it returns, then its history, oldest first."""
     response = console.show(method, request, "request", skip=("history",))
     if not console.as_json:
         click.echo("history:")
-        _print_table(response.request.history, _HISTORY_COLUMNS, "  ")
+        print_table(response.request.history, _HISTORY_COLUMNS, "  ")
     return response
 
 
@@ -132,9 +132,9 @@ def requests() -> None:
 
 @requests.command("submit")
 @_request_options
-@click.option("--region", "row_filter", type=_REGION, help="Only rows of this region code.")
+@click.option("--region", "row_filter", type=REGION, help="Only rows of this region code.")
 @_approval_command
-def requests_submit(console: _Console, **request: Any) -> None:
+def requests_submit(console: Console, **request: Any) -> None:
     """Ask for a resource for one of your department's systems.
 
     Prints the request with its id: keep it to follow the request with
@@ -153,7 +153,7 @@ def requests_submit(console: _Console, **request: Any) -> None:
     "--overdue", "overdue_only", is_flag=True, help="Only open requests past their due time."
 )
 @_approval_command
-def requests_list(console: _Console, **filters: Any) -> None:
+def requests_list(console: Console, **filters: Any) -> None:
     """List requests, newest first.
 
     OVERDUE says "yes" for an open request whose current step (review or decision)
@@ -167,7 +167,7 @@ def requests_list(console: _Console, **filters: Any) -> None:
 @requests.command("show")
 @click.argument("id")
 @_approval_command
-def requests_show(console: _Console, **given: str) -> None:
+def requests_show(console: Console, **given: str) -> None:
     """Show request ID with its history: who moved it, when and why."""
     _show_request(console, "GetAccessRequest", pb.GetAccessRequestRequest(**given))
 
@@ -183,7 +183,7 @@ def requests_show(console: _Console, **given: str) -> None:
 )
 @click.option("--reason", default="", help="Why; required to fail a request.")
 @_approval_command
-def requests_review(console: _Console, **given: Any) -> None:
+def requests_review(console: Console, **given: Any) -> None:
     """Record the platform's compliance review of request ID (platform officers).
 
     Check that the fields asked are the minimum the purpose needs and that the legal
@@ -217,7 +217,7 @@ def requests_review(console: _Console, **given: Any) -> None:
 )
 @click.option("--reason", help="Why (optional; kept in the history).")
 @_approval_command
-def requests_approve(console: _Console, **given: Any) -> None:
+def requests_approve(console: Console, **given: Any) -> None:
     """Approve request ID and make its grant (data officers of the owning department).
 
     The approval may be narrower than the request (fewer fields, fewer days), never
@@ -227,7 +227,7 @@ def requests_approve(console: _Console, **given: Any) -> None:
     request = pb.ApproveAccessRequestRequest(**given)
     response = console.show("ApproveAccessRequest", request, "grant")
     if not console.as_json:
-        state = _text(response.request, "state")
+        state = text_of(response.request, "state")
         click.echo(f"request {response.request.id}: {state}; grant {response.grant.id}")
 
 
@@ -235,7 +235,7 @@ def requests_approve(console: _Console, **given: Any) -> None:
 @click.argument("id")
 @click.option("--reason", required=True, help="Why, in writing; shown to the requester.")
 @_approval_command
-def requests_reject(console: _Console, **given: str) -> None:
+def requests_reject(console: Console, **given: str) -> None:
     """Reject request ID with a written reason.
 
     Data officers of the owning department reject pending-provider requests; platform
@@ -262,7 +262,7 @@ def backflow() -> None:
 @backflow.command("request")
 @_request_options
 @_approval_command
-def backflow_request(console: _Console, **request: Any) -> None:
+def backflow_request(console: Console, **request: Any) -> None:
     """Ask for your district's (or town's) own rows of an upper level's resource.
 
     The rows are fixed to your department's region code and its sub-regions. The
@@ -281,7 +281,7 @@ def backflow_request(console: _Console, **request: Any) -> None:
     help="Eligible for proactive backflow, or no longer.",
 )
 @_approval_command
-def backflow_eligible(console: _Console, **given: Any) -> None:
+def backflow_eligible(console: Console, **given: Any) -> None:
     """Mark RESOURCE eligible for proactive backflow, or no longer.
 
     For data officers of the owning department (and administrators). Enrolled
@@ -297,7 +297,7 @@ def backflow_eligible(console: _Console, **given: Any) -> None:
 @click.argument("department")
 @click.option("--reason", required=True, help="Why, in writing; kept with the enrolment.")
 @_approval_command
-def backflow_enrol(console: _Console, **given: str) -> None:
+def backflow_enrol(console: Console, **given: str) -> None:
     """Enrol district or town DEPARTMENT in proactive backflow (platform officers).
 
     From now on its systems receive its region's rows of every backflow-eligible
@@ -310,7 +310,7 @@ def backflow_enrol(console: _Console, **given: str) -> None:
 @click.argument("department")
 @click.option("--reason", required=True, help="Why, in writing; kept with the enrolment.")
 @_approval_command
-def backflow_withdraw(console: _Console, **given: str) -> None:
+def backflow_withdraw(console: Console, **given: str) -> None:
     """End DEPARTMENT's backflow enrolment (platform officers).
 
     Its proactive deliveries stop at once; grants from approved backflow requests
@@ -322,7 +322,7 @@ def backflow_withdraw(console: _Console, **given: str) -> None:
 @backflow.command("list")
 @click.option("--all", "include_withdrawn", is_flag=True, help="Also list withdrawn enrolments.")
 @_approval_command
-def backflow_list(console: _Console, include_withdrawn: bool) -> None:
+def backflow_list(console: Console, include_withdrawn: bool) -> None:
     """List the departments enrolled in proactive backflow, oldest first."""
     columns = _ENROLMENT_COLUMNS + (_WITHDRAWAL_COLUMNS if include_withdrawn else ())
     request = pb.ListBackflowEnrolmentsRequest(include_withdrawn=include_withdrawn)
@@ -349,7 +349,7 @@ grants.add_command(catalog_grants.commands["show"])
 @click.argument("id")
 @click.option("--reason", required=True, help="Why, in writing; kept with the grant.")
 @_approval_command
-def grants_revoke(console: _Console, **given: str) -> None:
+def grants_revoke(console: Console, **given: str) -> None:
     """End grant ID at once (data officers of the owning department, administrators).
 
     Deliveries under it stop at once; the receiving department must request again.
@@ -379,7 +379,7 @@ def corrections() -> None:
 @click.option("--comment", required=True, help="What is wrong with the record.")
 @_approval_command
 def corrections_flag(
-    console: _Console, record_key: tuple[tuple[str, str], ...], **given: str
+    console: Console, record_key: tuple[tuple[str, str], ...], **given: str
 ) -> None:
     """Flag a record your department received as wrong.
 
@@ -395,7 +395,7 @@ def corrections_flag(
 @click.argument("id")
 @click.option("--answer", required=True, help="What was corrected, or why the record stands.")
 @_approval_command
-def corrections_answer(console: _Console, **given: str) -> None:
+def corrections_answer(console: Console, **given: str) -> None:
     """Answer flagged record ID (data officers of the owning department)."""
     console.show("AnswerCorrection", pb.AnswerCorrectionRequest(**given), "correction")
 
@@ -404,7 +404,7 @@ def corrections_answer(console: _Console, **given: str) -> None:
 @click.option("--resource", help="Only records of this resource.")
 @click.option("--state", type=_CORRECTION_STATE, help="Only open or only answered records.")
 @_approval_command
-def corrections_list(console: _Console, **filters: Any) -> None:
+def corrections_list(console: Console, **filters: Any) -> None:
     """List flagged records, oldest first; open ones wait for the provider's answer."""
     request = pb.ListCorrectionsRequest(**filters)
     console.list("ListCorrections", request, "corrections", _CORRECTION_COLUMNS)

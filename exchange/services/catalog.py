@@ -16,7 +16,7 @@ from catalog.models import Role
 from catalog.v1 import catalog_pb2 as pb
 from catalog.v1 import catalog_pb2_grpc
 from envelope.errors import InvalidArgument, Reason
-from exchange.rpc import Authenticator, datetime_of, unary
+from exchange.gate.rpc import Authenticator, datetime_of, unary
 
 E = TypeVar("E", bound=enum.Enum)
 

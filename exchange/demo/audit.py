@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from catalog.v1 import audit_pb2 as pb
-from exchange.demo_pki import Caller
+from exchange.demo.pki import Caller
 
 
 @dataclass

@@ -15,12 +15,12 @@ from catalog.credentials import issue_token_at
 from catalog.models import Role
 from envelope.errors import LijiaoError
 from envelope.signing import Ed25519Signer
-from exchange.cli_adapter import adapter
-from exchange.cli_audit import audit
-from exchange.cli_catalog import catalog
-from exchange.cli_db import db_group
-from exchange.cli_governance import GROUPS
-from exchange.cli_pki import ROLES, pki_group
+from exchange.cli.adapter import adapter
+from exchange.cli.audit import audit
+from exchange.cli.catalog import catalog
+from exchange.cli.db import db_group
+from exchange.cli.governance import GROUPS
+from exchange.cli.pki import ROLES, pki_group
 from exchange.settings import Settings
 
 _PATH = click.Path(path_type=Path)
@@ -160,7 +160,7 @@ def demo(records: int, batch_size: int, keep: Path | None, metrics_out: Path | N
     an auditor's summary and verification of the ledger. Exits 0 only if every record
     arrived intact and the ledger verifies.
     """
-    from exchange.demo import run_demo
+    from exchange.demo.main import run_demo
 
     if records < 1 or batch_size < 1:
         raise click.UsageError("--records and --batch-size must be at least 1")
@@ -235,7 +235,3 @@ def tokens_issue(
     except LijiaoError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(token)
-
-
-if __name__ == "__main__":
-    main()

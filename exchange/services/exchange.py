@@ -10,8 +10,8 @@ from catalog.credentials import Identity
 from catalog.models import Role
 from envelope.signing import Signer
 from exchange.delivery import DeliveryPath
-from exchange.publishing import PublishPath
-from exchange.rpc import Authenticator, streaming, unary
+from exchange.gate.rpc import Authenticator, streaming, unary
+from exchange.publish.path import PublishPath
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 RECHECK_SECONDS = 2.0

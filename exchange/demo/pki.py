@@ -16,7 +16,7 @@ from adapters.connection import ClientCertificate, open_channel
 from catalog.credentials import bind_certificate_at
 from catalog.models import Role
 from catalog.v1 import approval_pb2_grpc, audit_pb2_grpc, catalog_pb2_grpc
-from exchange import pki
+from exchange.gate import pki
 
 
 @dataclass

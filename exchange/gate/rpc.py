@@ -40,10 +40,11 @@ from envelope.errors import (
     Reason,
     Unauthenticated,
 )
-from exchange import metrics, pki
-from exchange.audit import LedgerWriter
-from exchange.limits import Limits
-from exchange.pki import RevocationList
+from exchange import metrics
+from exchange.audit.tasks import LedgerWriter
+from exchange.gate import pki
+from exchange.gate.limits import Limits
+from exchange.gate.pki import RevocationList
 
 log = logging.getLogger("lijiao.rpc")
 

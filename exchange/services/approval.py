@@ -11,8 +11,8 @@ from catalog.models import Role
 from catalog.v1 import approval_pb2 as pb
 from catalog.v1 import approval_pb2_grpc, catalog_pb2
 from exchange import metrics
-from exchange.catalog_api import from_wire, grant_message, resource_message, timestamp, to_wire
-from exchange.rpc import Authenticator, unary
+from exchange.gate.rpc import Authenticator, unary
+from exchange.services.catalog import from_wire, grant_message, resource_message, timestamp, to_wire
 
 
 def request_message(row: models.AccessRequest, governance: Governance) -> pb.AccessRequest:
