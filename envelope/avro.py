@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +49,11 @@ class ExactReader:
 
     The bytes are checked against the schema with its logical types left out (a
     decimal is its two's-complement bytes, a date its int), so no conversion runs on
-    unchecked input; then decimals are checked against their precision, and a record
-    of a schema with logical types must also read with them (a date within years
-    1-9999, a uuid string a uuid), as every reader, the gateway's projections too,
-    will read it.
+    unchecked input; then every logical value is checked to read as its type does
+    (a decimal within its precision, a date or timestamp within years 1-9999, a time
+    within a day, a uuid string a uuid), as every reader, the gateway's projections
+    too, will read it. A logical type these checks do not know is checked by reading
+    the record with it.
 
     Args:
         definition: The registered schema, as JSON text or object: the definition as
@@ -63,7 +65,7 @@ class ExactReader:
             definition = json.loads(definition)
         plain = _without_logical_types(definition)
         self.schema = parse_schema(plain)
-        self._logical = parse_schema(definition) if plain != definition else None
+        self._logical = parse_schema(definition) if _needs_logical_pass(definition) else None
         self._check = _value_check(parse_schema(definition, _write_hint=False))
 
     def read(self, record: bytes) -> Any:
@@ -159,17 +161,27 @@ def _value_check(node: Any) -> Check | None:
                 check = build(branch) if name in named else None
                 if check is not None:
                     branches[name] = check
-            raw = next((b for b in node if _kind(b) == "bytes"), None)
-            raw_check = build(raw) if raw is not None else None
-            if not branches and raw_check is None:
+            by_kind = {}
+            for kind in ("bytes", "int", "long", "string"):
+                first = next((b for b in node if _kind(b) == kind), None)
+                check = build(first) if first is not None else None
+                if check is not None:
+                    by_kind[kind] = check
+            if not branches and not by_kind:
                 return None
-            return _union_check(branches, raw_check)
+            return _union_check(branches, by_kind)
         return None
 
     def build_type(node: dict[str, Any]) -> Check | None:
         kind = node.get("type")
-        if node.get("logicalType") == "decimal" and kind in ("bytes", "fixed"):
+        logical = node.get("logicalType")
+        if logical == "decimal" and kind in ("bytes", "fixed"):
             return _decimal_check(node.get("precision"))
+        if isinstance(kind, str) and isinstance(logical, str):
+            if (kind, logical) in _LOGICAL_RANGES:
+                return _range_check(logical, *_LOGICAL_RANGES[(kind, logical)])
+            if (kind, logical) == ("string", "uuid"):
+                return _uuid_check
         if kind in ("record", "error"):
             checks = [(f["name"], build(f["type"])) for f in node.get("fields", [])]
             present = [(name, check) for name, check in checks if check is not None]
@@ -181,8 +193,7 @@ def _value_check(node: Any) -> Check | None:
             value = build(node.get("values"))
             return _each_value(value) if value is not None else None
         if kind == "int":
-            # date and time-millis decode to objects that cannot hold a wider number
-            return None if node.get("logicalType") in ("date", "time-millis") else _check_int
+            return _check_int
         if isinstance(kind, (str, dict)):
             return build(kind)
         return None
@@ -195,14 +206,80 @@ def _check_int(value: Any) -> None:
         raise NotExact(f"the int {value} does not fit in 32 bits")
 
 
-def _union_check(branches: dict[str, Check], raw: Check | None) -> Check:
+def _union_check(branches: dict[str, Check], by_kind: dict[str, Check]) -> Check:
+    """A union's check: a named type's value by its branch; bytes, numbers and strings
+    by the first branch of their kind, the one a writer matches them to first (a
+    schema with two such branches carrying logical types is read with them instead:
+    see :func:`_needs_logical_pass`)."""
+    as_bytes, as_string = by_kind.get("bytes"), by_kind.get("string")
+    as_number = by_kind.get("int") or by_kind.get("long")
+
     def check(value: Any) -> None:
         if isinstance(value, tuple) and len(value) == 2 and value[0] in branches:
             branches[value[0]](value[1])
-        elif raw is not None and isinstance(value, bytes):
-            raw(value)
+        elif isinstance(value, bytes):
+            if as_bytes is not None:
+                as_bytes(value)
+        elif isinstance(value, bool):
+            return
+        elif isinstance(value, int):
+            if as_number is not None:
+                as_number(value)
+        elif isinstance(value, str) and as_string is not None:
+            as_string(value)
 
     return check
+
+
+# (type, logicalType) -> the values a reader turns into a date, time or timestamp
+_LOGICAL_RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("int", "date"): (-719_162, 2_932_896),  # 0001-01-01 .. 9999-12-31
+    ("int", "time-millis"): (0, 86_400_000 - 1),
+    ("long", "time-micros"): (0, 86_400_000_000 - 1),
+    ("long", "timestamp-millis"): (-62_135_596_800_000, 253_402_300_799_999),
+    ("long", "timestamp-micros"): (-62_135_596_800_000_000, 253_402_300_799_999_999),
+    ("long", "local-timestamp-millis"): (-62_135_596_800_000, 253_402_300_799_999),
+    ("long", "local-timestamp-micros"): (-62_135_596_800_000_000, 253_402_300_799_999_999),
+}
+_CHECKED_LOGICAL = {"decimal", "uuid"} | {logical for _, logical in _LOGICAL_RANGES}
+
+
+def _range_check(logical: str, low: int, high: int) -> Check:
+    def check(value: Any) -> None:
+        if isinstance(value, int) and not low <= value <= high:
+            raise NotExact(f"a {logical} of {value} is outside years 1-9999 (or a day)")
+
+    return check
+
+
+def _uuid_check(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            uuid.UUID(value)
+        except ValueError as exc:
+            raise NotExact(f"a uuid string {value[:40]!r} is not a uuid") from exc
+
+
+def _needs_logical_pass(node: Any) -> bool:
+    """Whether records must also be read with their logical types: a logical type the
+    value checks do not know, or a union with two branches of one kind where a
+    logical type would make the first-branch rule guess."""
+    if isinstance(node, list):  # a union
+        kinds = [_kind(b) if isinstance(_kind(b), str) else "" for b in node]
+        kinds = ["int" if k == "long" else k for k in kinds]
+        logical = [isinstance(b, dict) and "logicalType" in b for b in node]
+        for kind in {k for k in kinds if k}:
+            same = [i for i, k in enumerate(kinds) if k == kind]
+            if len(same) > 1 and any(logical[i] for i in same):
+                return True
+        return any(_needs_logical_pass(b) for b in node)
+    if isinstance(node, dict):
+        if "logicalType" in node and node["logicalType"] not in _CHECKED_LOGICAL:
+            return True
+        if any(_needs_logical_pass(f.get("type")) for f in node.get("fields", [])):
+            return True
+        return any(_needs_logical_pass(node.get(key)) for key in ("type", "items", "values"))
+    return False
 
 
 def _kind(node: Any) -> Any:

@@ -448,3 +448,85 @@ def _base_value() -> dict[str, Any]:
         "tags": {},
         "owners": [],
     }
+
+
+LOGICAL = {
+    "type": "record",
+    "name": "When",
+    "fields": [
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "at_us", "type": {"type": "long", "logicalType": "time-micros"}},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "ts_us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "maybe", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+    ],
+}
+PLAIN_LOGICAL = parse_schema(
+    {
+        "type": "record",
+        "name": "When",
+        "fields": [
+            {"name": "day", "type": "int"},
+            {"name": "at", "type": "int"},
+            {"name": "at_us", "type": "long"},
+            {"name": "ts", "type": "long"},
+            {"name": "ts_us", "type": "long"},
+            {"name": "maybe", "type": ["null", "long"]},
+        ],
+    }
+)
+LOGICAL_READER = ExactReader(LOGICAL)
+LOGICAL_PARSED = parse_schema(LOGICAL)
+LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+EDGES = st.sampled_from(
+    [
+        *(0, -1, 86_400_000, 86_399_999, -719_162, -719_163, 2_932_896, 2_932_897),
+        *(-62_135_596_800_000, -62_135_596_800_001, 253_402_300_799_999, 253_402_300_800_000),
+    ]
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "day": st.one_of(EDGES.filter(lambda v: abs(v) < 2**31), INT32),
+            "at": st.one_of(EDGES.filter(lambda v: abs(v) < 2**31), INT32),
+            "at_us": st.one_of(EDGES, LONG),
+            "ts": st.one_of(EDGES, LONG),
+            "ts_us": st.one_of(EDGES.map(lambda v: v * 1000), LONG),
+            "maybe": st.one_of(st.none(), EDGES, LONG),
+        }
+    )
+)
+def test_a_logical_value_is_accepted_when_it_is_in_its_range_and_then_reads(
+    plain: dict[str, Any],
+) -> None:
+    """The checks on plain values (no second decode) accept a date, time or timestamp
+    exactly when the specification's range holds it (years 1-9999, a time within a
+    day), and whatever they accept reads with fastavro's logical readers, which the
+    gateway's projections and the SDK use."""
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, PLAIN_LOGICAL, plain)
+    data = buffer.getvalue()
+    try:
+        schemaless_reader(io.BytesIO(data), LOGICAL_PARSED, None)
+        readable = True
+    except (ValueError, OverflowError, OSError):
+        readable = False
+    accepted = LOGICAL_READER.first_refusal([data]) is None
+    assert accepted is _in_range(plain)
+    assert readable or not accepted
+
+
+def _in_range(plain: dict[str, Any]) -> bool:
+    first, last = -719_162, 2_932_896  # days from 1970 of 0001-01-01 and 9999-12-31
+    ms_first, ms_last = first * 86_400_000, (last + 1) * 86_400_000 - 1
+    ts = (plain["ts"], plain["maybe"] if plain["maybe"] is not None else 0)
+    return (
+        first <= plain["day"] <= last
+        and 0 <= plain["at"] < 86_400_000
+        and 0 <= plain["at_us"] < 86_400_000_000
+        and all(ms_first <= value <= ms_last for value in ts)
+        and ms_first * 1000 <= plain["ts_us"] <= ms_last * 1000 + 999
+    )
