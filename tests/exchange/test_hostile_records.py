@@ -6,6 +6,7 @@ Regression specifications of issue 12's findings 1, 2, 3, 5, 8 and 13.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -331,20 +332,24 @@ def test_big_batches_are_checked_exactly_too(world: World) -> None:
 # --- finding 5: a refusal leaves the sequence bookkeeping as it was --------------------
 
 
+def _resident_batch(
+    signer: Any, batch_id: str, sequence: int, serial: int
+) -> exchange_pb2.RecordBatch:
+    return signed_batch(
+        signer,
+        "RESIDENTS",
+        PERSON_SCHEMA,
+        encode(PERSON_SCHEMA, [person(serial)]),
+        batch_id=batch_id,
+        sequence=sequence,
+    )
+
+
 def test_a_batch_refused_as_a_reused_id_leaves_the_publishers_sequence_alone(
     world: World,
 ) -> None:
     publisher = world.systems["PSB-HUKOU"]
-
-    def batch(batch_id: str, sequence: int, serial: int) -> exchange_pb2.RecordBatch:
-        return signed_batch(
-            publisher.signer,
-            "RESIDENTS",
-            PERSON_SCHEMA,
-            encode(PERSON_SCHEMA, [person(serial)]),
-            batch_id=batch_id,
-            sequence=sequence,
-        )
+    batch = functools.partial(_resident_batch, publisher.signer)
 
     assert publish(world.gateway.target, publisher.token, [batch("b-1", 1, 1)]).code is None
     reused = publish(world.gateway.target, publisher.token, [batch("b-1", 1000, 2)])
@@ -508,16 +513,7 @@ def test_a_refused_batch_pipelined_before_honest_ones_leaves_no_sequence_behind(
 ) -> None:
     """As the SDK sends: several batches on one stream, the refused one first."""
     publisher = world.systems["PSB-HUKOU"]
-
-    def batch(batch_id: str, sequence: int, serial: int) -> exchange_pb2.RecordBatch:
-        return signed_batch(
-            publisher.signer,
-            "RESIDENTS",
-            PERSON_SCHEMA,
-            encode(PERSON_SCHEMA, [person(serial)]),
-            batch_id=batch_id,
-            sequence=sequence,
-        )
+    batch = functools.partial(_resident_batch, publisher.signer)
 
     assert publish(world.gateway.target, publisher.token, [batch("b-1", 1, 1)]).code is None
     honest = [batch("b-2", 2, 3), batch("b-3", 3, 4)]
