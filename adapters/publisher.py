@@ -74,6 +74,7 @@ def encode_records(
 
 
 MAX_RETRY_DELAY = 30.0  # seconds; a longer hint is capped
+CLOSE_FLUSH_SECONDS = 20.0  # close() waits this long for outstanding acks
 
 
 class Publisher:
@@ -208,9 +209,11 @@ class Publisher:
             await asyncio.wait([p.future for p in self._pending])
 
     async def close(self) -> None:
-        """Flushes, ends the stream and closes the connection."""
+        """Flushes (for at most ``CLOSE_FLUSH_SECONDS``), ends the stream and closes the
+        connection. A batch still unacknowledged then is not lost to a caller that
+        keeps an outbox (the runner does): it is sent again, and stored once."""
         with contextlib.suppress(Exception):
-            await self.flush()
+            await asyncio.wait_for(self.flush(), CLOSE_FLUSH_SECONDS)
         self._closing = True
         self._added.set()
         if self._runner is not None:
