@@ -92,6 +92,8 @@ class Cursors:
             Unavailable: LOG_UNAVAILABLE when the bucket does not answer.
         """
         key = self._key(system, resource, subscription)
+        with self._pending_lock:  # first: a write that ends meanwhile is then in the bucket
+            pending = self._pending.get((system, resource, subscription), 0)
         try:
             if not self._nc.is_connected:
                 raise NatsError("not connected to NATS")
@@ -103,8 +105,7 @@ class Cursors:
             raise Unavailable(
                 Reason.LOG_UNAVAILABLE, f"the cursor store (NATS JetStream) did not answer: {exc}"
             ) from exc
-        with self._pending_lock:
-            return max(stored, self._pending.get((system, resource, subscription), 0))
+        return max(stored, pending)
 
     def move(self, system: str, resource: str, subscription: str, position: int) -> None:
         """Moves a cursor forward; written to the bucket by a task on the event loop.

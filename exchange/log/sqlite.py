@@ -86,6 +86,7 @@ class SqliteLog:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._cursor_lock = threading.Lock()
         self._pending_cursors: dict[tuple[str, str, str], int] = {}
+        self._committing_cursors: dict[tuple[str, str, str], int] = {}  # in the commit under way
         self._writer = threading.Thread(
             target=self._write_loop, name="lijiao-log-writer", daemon=True
         )
@@ -136,8 +137,11 @@ class SqliteLog:
             appends = [job for job in jobs if isinstance(job, _Append)]
             with self._cursor_lock:
                 cursors, self._pending_cursors = self._pending_cursors, {}
+                self._committing_cursors = cursors
             if appends or cursors:
                 self._commit_group(appends, cursors)
+            with self._cursor_lock:
+                self._committing_cursors = {}
             if any(job is _STOP for job in jobs):
                 return
 
@@ -243,7 +247,14 @@ class SqliteLog:
         return None if row is None or row[0] is None else int(row[0])
 
     async def cursor(self, system: str, resource: str, subscription: str) -> int:
-        """Returns the last acknowledged position of a subscription (0 when new)."""
+        """Returns the last acknowledged position of a subscription (0 when new).
+
+        The moves not yet committed are read first, then the table: a commit that ends
+        in between is then in the table, so no move is missed.
+        """
+        key = (system, resource, subscription)
+        with self._cursor_lock:
+            pending = max(self._pending_cursors.get(key, 0), self._committing_cursors.get(key, 0))
         row = await self._run(
             self._reader,
             lambda: self._read_conn.execute(
@@ -252,8 +263,6 @@ class SqliteLog:
                 (system, resource, subscription),
             ).fetchone(),
         )
-        with self._cursor_lock:
-            pending = self._pending_cursors.get((system, resource, subscription), 0)
         return max(int(row[0]) if row else 0, pending)
 
     async def position_at(self, resource: str, time_ns: int) -> int:
