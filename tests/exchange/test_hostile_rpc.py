@@ -35,8 +35,8 @@ from exchange.gate import pki
 from exchange.gate.rpc import status_of
 from exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tests.exchange.test_bad_input import only_a_denial, state
-from tests.exchange.test_mtls import Deployment, where
 from tests.gateway_harness import RunningGateway
+from tests.tls import Deployment, where
 from tests.wire import encode, publish, signed_batch
 from tests.world import PERSON_SCHEMA, World, build_world, person
 
@@ -269,23 +269,6 @@ def test_malformed_requests_to_grpcs_own_services_are_malformed_message(
     with grpc.insecure_channel(world.gateway.target) as channel:
         code, reason, _, _ = refusal(raw_call(channel, method, ()))
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_MESSAGE")
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    ca = pki.Authority.create(tmp_path / "ca", "test CA")
-    cert, key, _ = ca.issue(tmp_path / "tls", "localhost", server_names=("localhost", "127.0.0.1"))
-    gateway = RunningGateway(
-        tmp_path / "gw",
-        insecure=False,
-        tls_cert=cert,
-        tls_key=key,
-        client_ca=ca.folder / pki.CA_CERT,
-    )
-    try:
-        yield Deployment(ca, gateway, tmp_path)
-    finally:
-        gateway.stop()
 
 
 def _tls_channel(deployment: Deployment, identity: ClientCertificate) -> grpc.Channel:
